@@ -1,0 +1,130 @@
+"""ASE side of the bridge: periodic neighbour graphs and the ScaleLink calculator.
+
+:class:`ScaleLinkCalculator` runs a deployed model file on an :class:`ase.Atoms` and is the
+Python reference that ``pair_style scalelink`` in LAMMPS must reproduce.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.neighborlist import primitive_neighbor_list
+
+from . import keys
+from .errors import SpeciesError
+from .model_file import ModelMetadata, load_model
+
+__all__ = ["ScaleLinkCalculator", "neighbor_graph", "species_indices"]
+
+
+def neighbor_graph(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs closer than ``cutoff``, every periodic image included.
+
+    Cells smaller than twice the cutoff are handled: an atom may see several images of the
+    same neighbour, and its own images.
+
+    Args:
+        atoms: the structure; periodic along the directions where ``atoms.pbc`` is true.
+        cutoff: radius in Å.
+
+    Returns:
+        ``edge_index`` [2, n_edges] int64 (centre i, neighbour j) and ``edge_vectors``
+        [n_edges, 3] float64 with ``r_j + shift - r_i`` in Å.
+    """
+    i, j, d = primitive_neighbor_list(
+        "ijD",
+        atoms.pbc,
+        np.asarray(atoms.cell[:], dtype=np.float64),
+        np.asarray(atoms.positions, dtype=np.float64),
+        float(cutoff),
+        self_interaction=False,
+        use_scaled_positions=False,
+    )
+    return np.stack([i, j]).astype(np.int64), np.ascontiguousarray(d, dtype=np.float64)
+
+
+def species_indices(symbols: list[str], species: list[str], source: str = "the model") -> np.ndarray:
+    """Map chemical symbols to indices into ``species``.
+
+    Raises:
+        SpeciesError: a symbol is not in ``species``; the message lists both.
+    """
+    lookup = {s: k for k, s in enumerate(species)}
+    unknown = sorted({s for s in symbols if s not in lookup})
+    if unknown:
+        raise SpeciesError(
+            f"species {unknown} are not in {source}, which knows {species}; "
+            "train a model that includes them or remove those atoms"
+        )
+    return np.fromiter((lookup[s] for s in symbols), dtype=np.int64, count=len(symbols))
+
+
+def _voigt_stress_from_virial(virial: np.ndarray, volume: float) -> np.ndarray:
+    # virial arrives as xx yy zz xy xz yz (LAMMPS); ASE stress is (1/V) dE/deps = -W/V in
+    # the order xx yy zz yz xz xy.
+    xx, yy, zz, xy, xz, yz = virial
+    return -np.array([xx, yy, zz, yz, xz, xy]) / volume
+
+
+class ScaleLinkCalculator(Calculator):
+    """ASE calculator for a deployed ScaleLink potential.
+
+    Args:
+        model: path of a model file written by ``scalelink deploy``.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+    Results are in eV and Å: ``energy`` and ``free_energy`` (eV), ``forces`` [N, 3] (eV/Å),
+    ``stress`` as a Voigt 6-vector (eV/Å³, fully periodic cells only) and per-atom
+    ``energies`` [N] (eV).
+    """
+
+    implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "forces", "stress", "energies"]
+
+    def __init__(self, model: str | os.PathLike[str], *, device: str = "cpu", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_path = os.fspath(model)
+        self.device = torch.device(device)
+        self.module, self.metadata = load_model(self.model_path, device=self.device)
+        if self.metadata.kind != "potential":
+            raise SpeciesError(
+                f"{self.model_path!r} is a {self.metadata.kind!r} model; the calculator needs a potential"
+            )
+
+    @property
+    def model_metadata(self) -> ModelMetadata:
+        """Metadata stored in the model file."""
+        return self.metadata
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: list[str] | None = None,
+        system_changes: list[str] = all_changes,
+    ) -> None:
+        super().calculate(atoms, properties or ["energy"], system_changes)
+        assert self.atoms is not None
+        species = species_indices(list(self.atoms.get_chemical_symbols()), self.metadata.species, self.model_path)
+        edge_index, edge_vectors = neighbor_graph(self.atoms, self.metadata.cutoff)
+        inputs = {
+            keys.EDGE_INDEX: torch.from_numpy(edge_index).to(self.device),
+            keys.EDGE_VECTORS: torch.from_numpy(edge_vectors).to(self.device),
+            keys.SPECIES: torch.from_numpy(species).to(self.device),
+            keys.N_LOCAL: torch.tensor(len(self.atoms), dtype=torch.int64, device=self.device),
+        }
+        with torch.enable_grad():
+            out = self.module(inputs)
+        energy = float(out[keys.ENERGY].detach().cpu())
+        self.results["energy"] = energy
+        self.results["free_energy"] = energy
+        self.results["energies"] = out[keys.ATOMIC_ENERGY].detach().cpu().numpy().astype(np.float64)
+        self.results["forces"] = out[keys.FORCES].detach().cpu().numpy().astype(np.float64)
+        if self.atoms.pbc.all():
+            virial = out[keys.VIRIAL].detach().cpu().numpy().astype(np.float64)
+            self.results["stress"] = _voigt_stress_from_virial(virial, self.atoms.get_volume())
+        elif "stress" in (properties or []):
+            raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")

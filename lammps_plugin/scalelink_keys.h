@@ -1,0 +1,43 @@
+/* -*- c++ -*- ----------------------------------------------------------
+   ScaleLink: names of the tensors and metadata fields that cross the TorchScript boundary.
+
+   Mirror of bridge/keys.py, which is the contract; tests/test_keys.py parses this header
+   (one constant per line, in the form written below) and checks that both agree.
+
+   Graph convention: edge e points from centre atom i = edge_index[0, e] to neighbour
+   j = edge_index[1, e] and carries edge_vectors[e] = r_j - r_i (periodic images applied).
+------------------------------------------------------------------------- */
+
+#ifndef SCALELINK_KEYS_H
+#define SCALELINK_KEYS_H
+
+namespace ScaleLink::Keys {
+
+// ---- model inputs ----
+constexpr const char *EDGE_INDEX = "edge_index";        // [2, n_edges] int64: (centre i, neighbour j)
+constexpr const char *EDGE_VECTORS = "edge_vectors";    // [n_edges, 3] float64, r_j - r_i
+constexpr const char *SPECIES = "species";              // [n_nodes] int64, model species index
+constexpr const char *N_LOCAL = "n_local";              // [] int64: nodes 0..n_local-1 count
+
+// ---- model outputs ----
+constexpr const char *ENERGY = "energy";                // [] float64: sum of local atomic energies
+constexpr const char *ATOMIC_ENERGY = "atomic_energy";  // [n_nodes] float64
+constexpr const char *FORCES = "forces";                // [n_nodes, 3] float64, -dE/dr
+constexpr const char *VIRIAL = "virial";                // [6] float64: xx yy zz xy xz yz
+
+// ---- metadata stored in the model file ----
+constexpr const char *METADATA_FILE = "scalelink_metadata.json";    // the one extra file
+constexpr const char *FORMAT_VERSION = "format_version";            // int
+constexpr const char *KIND = "kind";                                // "potential" | "constitutive"
+constexpr const char *SPECIES_NAMES = "species";                    // list of chemical symbols
+constexpr const char *CUTOFF = "cutoff";                            // float, model length units
+constexpr const char *NUM_LAYERS = "num_layers";                    // int, message-passing layers
+constexpr const char *UNITS = "units";                              // LAMMPS unit style
+constexpr const char *DTYPE = "dtype";                              // "float32" | "float64"
+constexpr const char *COMMITTEE_SIZE = "committee_size";            // int, 1 for a single model
+constexpr const char *OUTPUTS = "outputs";                          // list of output keys
+constexpr const char *VERSIONS = "versions";                        // package versions at export
+
+}    // namespace ScaleLink::Keys
+
+#endif

@@ -1,0 +1,239 @@
+/* ----------------------------------------------------------------------
+   ScaleLink: loading, validating and calling a deployed TorchScript potential.
+------------------------------------------------------------------------- */
+
+#include "scalelink_model.h"
+
+#include "scalelink_keys.h"
+
+#include "json.h"    // LAMMPS's bundled nlohmann::json, header only
+
+#include <ATen/Parallel.h>
+#include <torch/script.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+using LAMMPS_NS::json;
+
+namespace ScaleLink {
+
+namespace {
+
+  // torch messages run over many lines (context, backtrace); LAMMPS errors are one line.
+  std::string first_line(const std::string &text)
+  {
+    const auto end = text.find('\n');
+    return end == std::string::npos ? text : text.substr(0, end);
+  }
+
+  // A metadata field that must be present; the message names the field and the fix.
+  const json &require(const json &meta, const char *key, const std::string &path)
+  {
+    if (!meta.contains(key))
+      throw ModelError(path + ": model metadata has no '" + key +
+                       "' field: re-export the model with `scalelink deploy`");
+    return meta.at(key);
+  }
+
+  [[noreturn]] void bad_field(const std::string &path, const char *key, const std::string &expected,
+                              const json &value)
+  {
+    throw ModelError(path + ": model metadata field '" + key + "' must be " + expected +
+                     ", got " + value.dump());
+  }
+
+  std::vector<std::string> string_list(const json &meta, const char *key, const std::string &path)
+  {
+    const json &value = require(meta, key, path);
+    if (!value.is_array() || value.empty()) bad_field(path, key, "a non-empty list of strings", value);
+    std::vector<std::string> items;
+    for (const auto &item : value) {
+      if (!item.is_string()) bad_field(path, key, "a non-empty list of strings", value);
+      items.push_back(item.get<std::string>());
+    }
+    return items;
+  }
+
+  int positive_int(const json &meta, const char *key, const std::string &path)
+  {
+    const json &value = require(meta, key, path);
+    if (!value.is_number_integer() || value.get<long long>() < 1)
+      bad_field(path, key, "a positive integer", value);
+    return value.get<int>();
+  }
+
+  ModelMetadata parse_metadata(const std::string &text, const std::string &path)
+  {
+    json meta;
+    try {
+      meta = json::parse(text);
+    } catch (const std::exception &e) {
+      throw ModelError(path + ": model metadata is not valid JSON (" + first_line(e.what()) +
+                       "): re-export the model with `scalelink deploy`");
+    }
+    if (!meta.is_object()) bad_field(path, Keys::METADATA_FILE, "a JSON object", meta);
+
+    ModelMetadata md;
+    // The format version decides what the other fields mean, so it is checked first.
+    const json &version = require(meta, Keys::FORMAT_VERSION, path);
+    if (!version.is_number_integer()) bad_field(path, Keys::FORMAT_VERSION, "an integer", version);
+    md.format_version = version.get<int>();
+    if (md.format_version != SUPPORTED_FORMAT_VERSION)
+      throw ModelError(path + ": model file format version " + std::to_string(md.format_version) +
+                       " is not supported by this pair style (supports " +
+                       std::to_string(SUPPORTED_FORMAT_VERSION) +
+                       "): re-export the model with `scalelink deploy` from a matching "
+                       "ScaleLink version");
+
+    const json &kind = require(meta, Keys::KIND, path);
+    if (!kind.is_string()) bad_field(path, Keys::KIND, "a string", kind);
+    md.kind = kind.get<std::string>();
+    if (md.kind != "potential")
+      throw ModelError(path + " holds a '" + md.kind +
+                       "' model, not an interatomic potential: pair_style scalelink needs a "
+                       "model of kind 'potential'");
+
+    md.species = string_list(meta, Keys::SPECIES_NAMES, path);
+
+    const json &cutoff = require(meta, Keys::CUTOFF, path);
+    if (!cutoff.is_number() || !(cutoff.get<double>() > 0.0))
+      bad_field(path, Keys::CUTOFF, "a positive number", cutoff);
+    md.cutoff = cutoff.get<double>();
+
+    md.num_layers = positive_int(meta, Keys::NUM_LAYERS, path);
+
+    const json &units = require(meta, Keys::UNITS, path);
+    if (!units.is_string()) bad_field(path, Keys::UNITS, "a LAMMPS unit style name", units);
+    md.units = units.get<std::string>();
+
+    const json &dtype = require(meta, Keys::DTYPE, path);
+    if (!dtype.is_string() || (dtype != "float32" && dtype != "float64"))
+      bad_field(path, Keys::DTYPE, "\"float32\" or \"float64\"", dtype);
+    md.dtype = dtype.get<std::string>();
+
+    md.committee_size = positive_int(meta, Keys::COMMITTEE_SIZE, path);
+
+    md.outputs = string_list(meta, Keys::OUTPUTS, path);
+    for (const char *needed : {Keys::ENERGY, Keys::ATOMIC_ENERGY, Keys::FORCES, Keys::VIRIAL}) {
+      bool found = false;
+      for (const auto &name : md.outputs) found = found || name == needed;
+      if (!found)
+        throw ModelError(path + ": the model does not return '" + needed +
+                         "' (metadata 'outputs'), which pair_style scalelink needs");
+    }
+
+    const json &versions = require(meta, Keys::VERSIONS, path);
+    if (!versions.is_object()) bad_field(path, Keys::VERSIONS, "an object of package versions", versions);
+    return md;
+  }
+
+  // Output `key` as a contiguous float64 CPU tensor with `numel` elements.
+  at::Tensor output(const c10::impl::GenericDict &out, const char *key, std::int64_t numel)
+  {
+    const auto it = out.find(key);
+    if (it == out.end() || !it->value().isTensor())
+      throw ModelError(std::string("the model returned no tensor '") + key + "'");
+    at::Tensor value = it->value().toTensor().detach().to(torch::kCPU, torch::kFloat64).contiguous();
+    if (value.numel() != numel)
+      throw ModelError(std::string("the model returned '") + key + "' with " +
+                       std::to_string(value.numel()) + " values, expected " + std::to_string(numel));
+    return value;
+  }
+
+}    // namespace
+
+struct Model::Impl {
+  torch::jit::Module module;
+  ModelMetadata metadata;
+  // Keep the last outputs alive: ModelResult points into them.
+  at::Tensor atomic_energy, forces;
+};
+
+Model::Model(const std::string &path) : impl(std::make_unique<Impl>())
+{
+  // torch's own message for a missing file is a multi-line stack dump; check first.
+  {
+    std::ifstream probe(path, std::ios::binary);
+    if (!probe) throw ModelError("cannot open model file " + path + ": " + std::strerror(errno));
+  }
+
+  torch::jit::ExtraFilesMap extra{{Keys::METADATA_FILE, ""}};
+  try {
+    impl->module = torch::jit::load(path, torch::kCPU, extra);
+  } catch (const c10::Error &e) {
+    throw ModelError("cannot read model file " + path +
+                     " as TorchScript: " + first_line(e.what_without_backtrace()));
+  } catch (const std::exception &e) {
+    throw ModelError("cannot read model file " + path + " as TorchScript: " + first_line(e.what()));
+  }
+  impl->module.eval();
+
+  const std::string &text = extra[Keys::METADATA_FILE];
+  if (text.empty())
+    throw ModelError(path + " has no " + std::string(Keys::METADATA_FILE) +
+                     " inside: it is not a ScaleLink model; export it with `scalelink deploy`");
+  impl->metadata = parse_metadata(text, path);
+}
+
+Model::~Model() = default;
+
+const ModelMetadata &Model::metadata() const
+{
+  return impl->metadata;
+}
+
+ModelResult Model::evaluate(const GraphView &graph)
+{
+  const auto int64 = torch::TensorOptions().dtype(torch::kInt64);
+  const auto float64 = torch::TensorOptions().dtype(torch::kFloat64);
+  const std::int64_t n_nodes = graph.n_nodes, n_edges = graph.n_edges;
+
+  // Views of the caller's buffers: no copy. The model never writes its inputs; from_blob
+  // only needs a non-const pointer.
+  auto view = [](const void *data, at::IntArrayRef shape, const torch::TensorOptions &options) {
+    return torch::from_blob(const_cast<void *>(data), shape, options);
+  };
+  c10::Dict<std::string, at::Tensor> inputs;
+  inputs.insert(Keys::EDGE_INDEX,
+                n_edges ? view(graph.edge_index, {2, n_edges}, int64) : torch::empty({2, 0}, int64));
+  inputs.insert(Keys::EDGE_VECTORS,
+                n_edges ? view(graph.edge_vectors, {n_edges, 3}, float64) : torch::empty({0, 3}, float64));
+  inputs.insert(Keys::SPECIES, view(graph.species, {n_nodes}, int64));
+  inputs.insert(Keys::N_LOCAL, torch::scalar_tensor(graph.n_local, int64));
+
+  ModelResult result;
+  try {
+    const c10::IValue returned = impl->module.forward({inputs});
+    if (!returned.isGenericDict()) throw ModelError("the model did not return a Dict[str, Tensor]");
+    const auto out = returned.toGenericDict();
+
+    result.energy = output(out, Keys::ENERGY, 1).item<double>();
+    impl->atomic_energy = output(out, Keys::ATOMIC_ENERGY, n_nodes);
+    impl->forces = output(out, Keys::FORCES, 3 * n_nodes);
+    const at::Tensor virial = output(out, Keys::VIRIAL, 6);
+    std::memcpy(result.virial, virial.data_ptr<double>(), 6 * sizeof(double));
+  } catch (const ModelError &) {
+    throw;
+  } catch (const c10::Error &e) {
+    throw ModelError(first_line(e.what_without_backtrace()));
+  } catch (const std::exception &e) {
+    throw ModelError(first_line(e.what()));
+  }
+  result.atomic_energy = impl->atomic_energy.data_ptr<double>();
+  result.forces = impl->forces.data_ptr<double>();
+  return result;
+}
+
+int torch_num_threads()
+{
+  return at::get_num_threads();
+}
+
+void set_torch_num_threads(int nthreads)
+{
+  at::set_num_threads(nthreads);
+}
+
+}    // namespace ScaleLink

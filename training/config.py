@@ -1,0 +1,144 @@
+"""Typed training configuration, loaded once from YAML; unknown keys are rejected.
+
+A YAML file mirrors :class:`TrainConfig`, with ``model:`` and ``loss:`` sections::
+
+    data: [train.extxyz]
+    species: [Cu, Ni]
+    cutoff: 5.2
+    epochs: 200
+    model: {num_layers: 2, features: 32}
+    loss: {energy: 1.0, forces: 10.0, stress: 1.0}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from scalelink.bridge.errors import ConfigError
+
+__all__ = ["LossWeights", "ModelConfig", "TrainConfig", "load_config"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the GNN potential."""
+
+    num_layers: int = 2
+    features: int = 32
+    num_basis: int = 8
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the energy-per-atom (eV²), force (eV²/Å²) and stress (eV²/Å⁶) terms."""
+
+    energy: float = 100.0
+    forces: float = 10.0
+    stress: float = 10.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; see the module docstring for the YAML form.
+
+    Attributes:
+        data: ASE-readable files with energies and forces (stress optional).
+        species: chemical symbols in model order; ``None`` takes those in the data.
+        cutoff: radial cutoff in Å.
+        epochs: maximum passes over the training set.
+        out: run folder (checkpoints, metrics, plots).
+        batch_size: structures per optimisation step.
+        learning_rate: initial Adam learning rate.
+        lr_decay: learning rate multiplier per epoch (exponential schedule).
+        patience: epochs without validation improvement before stopping early.
+        validation_fraction, test_fraction: random split of the data.
+        seed: seeds the split, the initial weights and the batch order.
+        dtype: training precision, ``"float32"`` or ``"float64"``.
+        time_limit: stop after this many seconds (``None``: no limit).
+    """
+
+    data: tuple[str, ...] = ()
+    species: tuple[str, ...] | None = None
+    cutoff: float = 5.2
+    epochs: int = 200
+    out: str = "runs/scalelink"
+    batch_size: int = 4
+    learning_rate: float = 5e-3
+    lr_decay: float = 0.98
+    patience: int = 40
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0
+    dtype: str = "float32"
+    time_limit: float | None = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.cutoff > 0.0, f"cutoff must be positive, got {self.cutoff}"),
+            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}"),
+            (self.learning_rate > 0.0, f"learning_rate must be positive, got {self.learning_rate}"),
+            (0.0 < self.lr_decay <= 1.0, f"lr_decay must be in (0, 1], got {self.lr_decay}"),
+            (self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got {self.dtype!r}"),
+            (self.model.num_layers >= 1, f"model.num_layers must be at least 1, got {self.model.num_layers}"),
+            (self.model.features >= 2, f"model.features must be at least 2, got {self.model.features}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form, as written to ``config.yaml`` in the run folder."""
+        out = dataclasses.asdict(self)
+        out["data"] = list(self.data)
+        out["species"] = None if self.species is None else list(self.species)
+        return out
+
+
+def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; allowed keys are {sorted(names)}")
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "model":
+            value = _build(ModelConfig, value or {}, f"{where}.model")
+        elif key == "loss":
+            value = _build(LossWeights, value or {}, f"{where}.loss")
+        elif key in ("data", "species") and value is not None:
+            value = tuple(str(v) for v in ([value] if isinstance(value, str) else value))
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> TrainConfig:
+    """Read a YAML file (optional) and apply overrides (``None`` values are ignored).
+
+    Raises:
+        ConfigError: the file is missing or not a mapping, a key is unknown or a value is
+            invalid.
+    """
+    raw: dict[str, Any] = {}
+    where = "configuration"
+    if path is not None:
+        where = os.fspath(path)
+        if not os.path.isfile(where):
+            raise ConfigError(f"configuration file {where!r} does not exist")
+        with open(where, encoding="utf-8") as handle:
+            loaded = yaml.safe_load(handle)
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{where}: expected a mapping at the top level, got {type(loaded).__name__}")
+        raw = dict(loaded or {})
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return _build(TrainConfig, raw, where)

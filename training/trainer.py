@@ -1,0 +1,212 @@
+"""The training loop: weighted energy/force/stress loss, Adam with an exponential learning
+rate schedule, early stopping on the validation loss, checkpoints, metrics and plots.
+
+A run folder holds ``config.yaml``, ``split.json``, ``checkpoint_last.pt``,
+``checkpoint_best.pt``, ``history.json``, ``metrics.json`` and ``parity.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
+from tqdm import tqdm
+
+from .config import LossWeights, TrainConfig
+from .data import atoms_to_data, infer_species, make_loader, read_structures, reference_energies, split_indices
+from .metrics import Collected, ErrorMetrics, error_metrics, parity_plot, write_json
+from .model import GNNPotential
+from .predict import predict
+
+__all__ = ["TrainResult", "build_model", "collect", "load_checkpoint", "train"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run produced."""
+
+    run_dir: str
+    species: list[str]
+    test: ErrorMetrics | None
+    validation: ErrorMetrics
+    epochs_run: int
+    seconds: float
+
+
+def build_model(model_kwargs: dict[str, Any]) -> GNNPotential:
+    """Rebuild a network from the keyword arguments stored in a checkpoint."""
+    return GNNPotential(**model_kwargs)
+
+
+def load_checkpoint(run_dir: str | os.PathLike[str], which: str = "best") -> tuple[GNNPotential, list[str]]:
+    """Load the ``best`` or ``last`` network of a run folder, with its species list."""
+    path = os.path.join(os.fspath(run_dir), f"checkpoint_{which}.pt")
+    if not os.path.isfile(path):
+        from scalelink.bridge.errors import ModelFileError
+
+        raise ModelFileError(f"no checkpoint {path!r}; is {os.fspath(run_dir)!r} a finished `scalelink train` run folder?")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_model(state["model_kwargs"])
+    model.load_state_dict(state["model_state"])
+    return model.to(_DTYPES[state["dtype"]]), list(state["species"])
+
+
+def _loss(model: GNNPotential, batch: Data, weights: LossWeights, create_graph: bool) -> torch.Tensor:
+    pred = predict(model, batch, create_graph=create_graph)
+    natoms = batch.natoms.to(pred.energy.dtype)
+    w = batch.weight
+    energy_term = (w * ((pred.energy - batch.energy) / natoms) ** 2).sum() / w.sum().clamp_min(1e-12)
+    atom_w = w.index_select(0, batch.batch).unsqueeze(-1)
+    force_term = (atom_w * (pred.forces - batch.forces) ** 2).sum() / (3.0 * atom_w.sum().clamp_min(1e-12))
+    mask = batch.has_stress.to(pred.energy.dtype) * w
+    stress_term = (mask.view(-1, 1, 1) * (pred.stress - batch.stress) ** 2).sum() / (9.0 * mask.sum().clamp_min(1e-12))
+    return weights.energy * energy_term + weights.forces * force_term + weights.stress * stress_term
+
+
+def collect(model: GNNPotential, loader: DataLoader) -> Collected:
+    """Predictions and references over a loader, as float64 numpy arrays."""
+    out = Collected()
+    for batch in loader:
+        pred = predict(model, batch, create_graph=False)
+        natoms = batch.natoms.to(pred.energy.dtype)
+        out.energy_per_atom_pred.append((pred.energy / natoms).detach().double().numpy())
+        out.energy_per_atom_ref.append((batch.energy / natoms).double().numpy())
+        out.forces_pred.append(pred.forces.detach().double().numpy())
+        out.forces_ref.append(batch.forces.double().numpy())
+        mask = batch.has_stress.numpy().astype(bool)
+        if mask.any():
+            voigt = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
+            sp = pred.stress.detach().double().numpy()[mask]
+            sr = batch.stress.double().numpy()[mask]
+            out.stress_pred.append(np.stack([sp[:, a, b] for a, b in voigt], axis=1))
+            out.stress_ref.append(np.stack([sr[:, a, b] for a, b in voigt], axis=1))
+    return out
+
+
+def _mean_neighbors(graphs: Sequence[Data]) -> float:
+    edges = sum(int(g.edge_index.shape[1]) for g in graphs)
+    nodes = sum(int(g.num_nodes) for g in graphs)
+    return max(edges / max(nodes, 1), 1.0)
+
+
+def _force_scale(graphs: Sequence[Data]) -> float:
+    forces = torch.cat([g.forces for g in graphs])
+    return float(forces.double().pow(2).mean().sqrt().clamp_min(1e-3))
+
+
+def train(config: TrainConfig, *, progress: bool = True) -> TrainResult:
+    """Train a GNN potential as ``config`` says and write the run folder.
+
+    Returns:
+        A :class:`TrainResult` with validation and held-out test metrics of the best model.
+    """
+    start = time.perf_counter()
+    torch.manual_seed(config.seed)
+    dtype = _DTYPES[config.dtype]
+    run_dir = config.out
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as handle:
+        yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
+
+    frames = read_structures(config.data)
+    species = list(config.species) if config.species else infer_species(frames)
+    split = split_indices(len(frames), config.validation_fraction, config.test_fraction, config.seed)
+    write_json({k: getattr(split, k).tolist() for k in ("train", "validation", "test")}, os.path.join(run_dir, "split.json"))
+    graphs = [atoms_to_data(a, species, config.cutoff, dtype) for a in frames]
+    train_graphs = [graphs[i] for i in split.train]
+    shift = reference_energies([frames[i] for i in split.train], species)
+
+    model_kwargs = {
+        "num_species": len(species),
+        "cutoff": config.cutoff,
+        "num_layers": config.model.num_layers,
+        "features": config.model.features,
+        "num_basis": config.model.num_basis,
+        "avg_num_neighbors": _mean_neighbors(train_graphs),
+        "energy_shift": [float(s) for s in shift],
+        "energy_scale": _force_scale(train_graphs),
+    }
+    model = build_model(model_kwargs).to(dtype)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+    train_loader = make_loader(train_graphs, config.batch_size, shuffle=True, seed=config.seed)
+    val_graphs = [graphs[i] for i in split.validation] or train_graphs
+    val_loader = make_loader(val_graphs, config.batch_size, shuffle=False, seed=config.seed)
+
+    def save(which: str, epoch: int) -> None:
+        torch.save(
+            {
+                "model_kwargs": model_kwargs,
+                "model_state": model.state_dict(),
+                "species": species,
+                "dtype": config.dtype,
+                "epoch": epoch,
+                "optimizer_state": optimizer.state_dict(),
+            },
+            os.path.join(run_dir, f"checkpoint_{which}.pt"),
+        )
+
+    history: list[dict[str, float]] = []
+    best, best_epoch, epoch = float("inf"), 0, 0
+    bar = tqdm(range(1, config.epochs + 1), desc="training", disable=not progress, unit="epoch")
+    for epoch in bar:
+        model.train()
+        total, count = 0.0, 0
+        for batch in train_loader:
+            optimizer.zero_grad(set_to_none=True)
+            loss = _loss(model, batch, config.loss, create_graph=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * int(batch.num_graphs)
+            count += int(batch.num_graphs)
+        schedule.step()
+        model.eval()
+        val = error_metrics(collect(model, val_loader))
+        val_loss = config.loss.energy * val.energy_rmse**2 + config.loss.forces * val.force_rmse**2
+        history.append(
+            {"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss, "lr": schedule.get_last_lr()[0], **val.as_dict()}
+        )
+        bar.set_postfix(
+            E=f"{1e3 * val.energy_rmse:.2f}meV/at", F=f"{1e3 * val.force_rmse:.1f}meV/Å", lr=f"{schedule.get_last_lr()[0]:.1e}"
+        )
+        if val_loss < best:
+            best, best_epoch = val_loss, epoch
+            save("best", epoch)
+        save("last", epoch)
+        write_json({"history": history}, os.path.join(run_dir, "history.json"))
+        if epoch - best_epoch >= config.patience:
+            tqdm.write(f"early stop at epoch {epoch}: no validation improvement for {config.patience} epochs")
+            break
+        if config.time_limit is not None and time.perf_counter() - start > config.time_limit:
+            tqdm.write(f"time limit of {config.time_limit:.0f} s reached at epoch {epoch}")
+            break
+    bar.close()
+
+    best_model, _ = load_checkpoint(run_dir, "best")
+    best_model.eval()
+    val_collected = collect(best_model, val_loader)
+    val_metrics = error_metrics(val_collected)
+    test_metrics = None
+    report: dict[str, object] = {"species": species, "best_epoch": best_epoch, "epochs_run": epoch, "validation": val_metrics.as_dict()}
+    if len(split.test):
+        test_loader = make_loader([graphs[i] for i in split.test], config.batch_size, shuffle=False, seed=config.seed)
+        test_collected = collect(best_model, test_loader)
+        test_metrics = error_metrics(test_collected)
+        report["test"] = test_metrics.as_dict()
+        parity_plot(test_collected, os.path.join(run_dir, "parity.png"), "held-out test set")
+    else:
+        parity_plot(val_collected, os.path.join(run_dir, "parity.png"), "validation set")
+    seconds = time.perf_counter() - start
+    report["seconds"] = seconds
+    write_json(report, os.path.join(run_dir, "metrics.json"))
+    return TrainResult(run_dir, species, test_metrics, val_metrics, epoch, seconds)
