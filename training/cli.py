@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="data -> training -> deployment -> LAMMPS MD, on built-in defaults")
     p.add_argument("--out", default="demo_out", help="folder for everything the demo writes")
-    p.add_argument("--train-seconds", type=float, default=270.0, help="training time budget")
+    p.add_argument("--train-seconds", type=float, default=240.0, help="training time budget")
     p.add_argument("--md-steps", type=int, default=1000, help="NVE steps in LAMMPS")
     p.set_defaults(func=_demo)
     return parser

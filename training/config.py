@@ -4,7 +4,7 @@ A YAML file mirrors :class:`TrainConfig`, with ``model:`` and ``loss:`` sections
 
     data: [train.extxyz]
     species: [Cu, Ni]
-    cutoff: 5.2
+    cutoff: 5.0
     epochs: 200
     model: {num_layers: 2, features: 32}
     loss: {energy: 1.0, forces: 10.0, stress: 1.0}
@@ -37,9 +37,9 @@ class ModelConfig:
 class LossWeights:
     """Weights of the energy-per-atom (eV²), force (eV²/Å²) and stress (eV²/Å⁶) terms."""
 
-    energy: float = 100.0
+    energy: float = 1.0
     forces: float = 10.0
-    stress: float = 10.0
+    stress: float = 100.0
 
 
 @dataclass(frozen=True)
@@ -64,12 +64,12 @@ class TrainConfig:
 
     data: tuple[str, ...] = ()
     species: tuple[str, ...] | None = None
-    cutoff: float = 5.2
+    cutoff: float = 5.0
     epochs: int = 200
     out: str = "runs/scalelink"
-    batch_size: int = 4
+    batch_size: int = 8
     learning_rate: float = 5e-3
-    lr_decay: float = 0.98
+    lr_decay: float = 0.97
     patience: int = 40
     validation_fraction: float = 0.1
     test_fraction: float = 0.1

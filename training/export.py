@@ -46,7 +46,7 @@ class DeployedPotential(nn.Module):
         num_nodes = species.shape[0]
         # callers must leave autograd enabled (no torch.no_grad / NoGradGuard around this)
         vectors = edge_vectors.detach().to(self.dtype).requires_grad_(True)
-        atomic = self.potential(vectors, edge_index, species).to(torch.float64)
+        atomic = self.potential(vectors, edge_index, species, n_local).to(torch.float64)
         energy = atomic[:n_local].sum()
         grads = torch.autograd.grad([energy], [vectors], allow_unused=True)
         gradient = grads[0]

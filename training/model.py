@@ -8,7 +8,7 @@ species; each layer updates it with messages from the neighbours inside the cuto
     h_i^{(t+1)} = h_i^{(t)} + \\phi^{(t)}\\Big(\\frac{1}{\\bar n}\\sum_{j \\in \\mathcal N(i)}
         W^{(t)}(r_{ij})\\, u(r_{ij}) \\odot A^{(t)} h_j^{(t)}\\Big),
 
-where :math:`W` is an MLP of a Bessel radial basis and :math:`u` a switching envelope that
+where :math:`W` is an MLP of a Bessel radial basis and :math:`u` a polynomial envelope that
 takes the filter smoothly to zero at the cutoff. A readout MLP turns the final features
 into an atomic energy, scaled and shifted per species. The model sees positions only
 through the edge vectors, so forces and the virial follow from one gradient with respect to
@@ -27,29 +27,33 @@ __all__ = ["GNNPotential", "Interaction", "RadialBasis", "forces_and_virial"]
 
 
 class RadialBasis(nn.Module):
-    """Bessel radial basis and a smooth switching envelope.
+    """Bessel radial basis and a smooth polynomial envelope.
 
-    The envelope is 1 up to ``switch_start * cutoff`` and falls to 0 at the cutoff along a
-    quintic smoothstep, so it and its first two derivatives vanish at the cutoff (smooth
-    forces, energy-conserving MD) while shells inside the switching radius are untouched.
+    The envelope :math:`u(x) = 1 - \\tfrac{(p+1)(p+2)}{2} x^p + p(p+2) x^{p+1}
+    - \\tfrac{p(p+1)}{2} x^{p+2}` (with :math:`x = r / r_c`) and its first ``p``
+    derivatives vanish at the cutoff, so forces are smooth and MD conserves energy.
 
     Shapes:
         input ``r`` [n_edges] (Å); outputs ``basis`` [n_edges, num_basis] and
         ``envelope`` [n_edges].
     """
 
-    def __init__(self, cutoff: float, num_basis: int = 8, switch_start: float = 0.9) -> None:
+    def __init__(self, cutoff: float, num_basis: int = 8, p: int = 6) -> None:
         super().__init__()
-        if not 0.0 <= switch_start < 1.0:
-            raise ValueError(f"switch_start must be in [0, 1), got {switch_start}")
         self.cutoff = float(cutoff)
-        self.r_on = float(switch_start * cutoff)
+        self.p = int(p)
         self.register_buffer("frequencies", torch.arange(1, num_basis + 1, dtype=torch.float64) * math.pi / cutoff)
         self.prefactor = math.sqrt(2.0 / cutoff)
 
     def forward(self, r: Tensor) -> Tuple[Tensor, Tensor]:
-        t = ((r - self.r_on) / (self.cutoff - self.r_on)).clamp(0.0, 1.0)
-        envelope = 1.0 - t * t * t * (10.0 - 15.0 * t + 6.0 * t * t)
+        x = r / self.cutoff
+        p = float(self.p)
+        envelope = (
+            1.0
+            - 0.5 * (p + 1.0) * (p + 2.0) * x.pow(self.p)
+            + p * (p + 2.0) * x.pow(self.p + 1)
+            - 0.5 * p * (p + 1.0) * x.pow(self.p + 2)
+        ) * (x < 1.0).to(r.dtype)
         basis = self.prefactor * torch.sin(self.frequencies.to(r.dtype) * r.unsqueeze(-1)) / r.unsqueeze(-1)
         return basis, envelope
 
@@ -90,8 +94,10 @@ class GNNPotential(nn.Module):
         energy_scale: scale of the network's output (eV).
 
     Shapes:
-        ``edge_vectors`` [n_edges, 3], ``edge_index`` [2, n_edges], ``species`` [n_nodes];
-        returns atomic energies [n_nodes] in the dtype of the weights.
+        ``edge_vectors`` [n_edges, 3], ``edge_index`` [2, n_edges], ``species`` [n_nodes],
+        ``n_local`` (nodes ``0..n_local-1`` are the atoms whose energies are wanted; -1: all);
+        returns atomic energies [n_nodes] in the dtype of the weights, exact for the first
+        ``n_local`` nodes (the others skip the last layer).
     """
 
     def __init__(
@@ -120,12 +126,18 @@ class GNNPotential(nn.Module):
         self.register_buffer("energy_shift", shift.to(torch.get_default_dtype()))
         self.register_buffer("energy_scale", torch.tensor(float(energy_scale)))
 
-    def forward(self, edge_vectors: Tensor, edge_index: Tensor, species: Tensor) -> Tensor:
+    def forward(self, edge_vectors: Tensor, edge_index: Tensor, species: Tensor, n_local: int = -1) -> Tensor:
         r = torch.linalg.vector_norm(edge_vectors, dim=-1)
         basis, envelope = self.radial(r)
         h = self.embedding(species)
-        for layer in self.layers:
-            h = layer(h, basis, envelope, edge_index)
+        last = len(self.layers) - 1
+        for k, layer in enumerate(self.layers):
+            if k == last and 0 <= n_local < species.shape[0]:
+                # only local atoms' energies count: the last layer needs their edges only
+                keep = edge_index[0] < n_local
+                h = layer(h, basis[keep], envelope[keep], edge_index[:, keep])
+            else:
+                h = layer(h, basis, envelope, edge_index)
         energy = self.readout(h).squeeze(-1)
         return energy * self.energy_scale + self.energy_shift.index_select(0, species)
 
