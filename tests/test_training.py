@@ -1,0 +1,112 @@
+"""Training: configuration, data handling, loss weights and the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import read, write
+
+from scalelink.bridge.errors import ConfigError, DataError
+from scalelink.training.cli import main
+from scalelink.training.config import load_config
+from scalelink.training.data import atoms_to_data, read_structures, reference_energies, split_indices
+
+
+def test_unknown_config_key_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("data: [x.extxyz]\nlearnig_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"learnig_rate.*allowed keys"):
+        load_config(path)
+    path.write_text("model: {layers: 3}\n")
+    with pytest.raises(ConfigError, match=r"model.*layers"):
+        load_config(path)
+
+
+def test_flags_override_file_and_values_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("data: a.extxyz\ncutoff: 4.0\nepochs: 10\n")
+    config = load_config(path, cutoff=4.5, epochs=None)
+    assert config.data == ("a.extxyz",) and config.cutoff == 4.5 and config.epochs == 10
+    with pytest.raises(ConfigError, match="cutoff must be positive, got -1"):
+        load_config(path, cutoff=-1.0)
+
+
+def test_split_is_a_partition() -> None:
+    split = split_indices(50, 0.1, 0.2, seed=1)
+    together = np.concatenate([split.train, split.validation, split.test])
+    assert sorted(together.tolist()) == list(range(50))
+    assert len(split.test) == 10 and len(split.validation) == 5
+    with pytest.raises(DataError, match="fractions"):
+        split_indices(10, 0.6, 0.5, seed=0)
+
+
+def test_reference_energies_recover_per_species_energies() -> None:
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(12):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 1, 1))
+        atoms.symbols = list(rng.choice(["Cu", "Ni"], size=len(atoms)))
+        n_cu = atoms.get_chemical_symbols().count("Cu")
+        energy = -3.5 * n_cu - 4.4 * (len(atoms) - n_cu)
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=np.zeros((len(atoms), 3)))
+        frames.append(atoms)
+    np.testing.assert_allclose(reference_energies(frames, ["Cu", "Ni"]), [-3.5, -4.4], atol=1e-10)
+
+
+def test_unlabelled_data_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bare.extxyz"
+    write(path, bulk("Cu", "fcc", a=3.6))
+    with pytest.raises(DataError, match="no energy label"):
+        read_structures([path])
+    with pytest.raises(DataError, match="does not exist"):
+        read_structures([tmp_path / "missing.extxyz"])
+
+
+def test_zero_weight_structure_does_not_change_the_loss(reference_data: str) -> None:
+    from torch_geometric.data import Batch
+
+    from scalelink.training.config import LossWeights
+    from scalelink.training.model import GNNPotential
+    from scalelink.training.trainer import _loss
+
+    frames = read(reference_data, index=":4")
+    graphs = [atoms_to_data(a, ["Cu", "Ni"], 4.0, torch.float64) for a in frames]
+    torch.manual_seed(0)
+    model = GNNPotential(2, 4.0, 2, 8, 4).double()
+    weights = LossWeights()
+    base = _loss(model, Batch.from_data_list(graphs[:3]), weights, create_graph=False)
+    graphs[3].weight = torch.zeros(1, dtype=torch.float64)
+    with_zero = _loss(model, Batch.from_data_list(graphs), weights, create_graph=False)
+    assert float(with_zero.detach()) == pytest.approx(float(base.detach()), rel=1e-10)
+
+
+def test_cli_train_deploy_evaluate(reference_data: str, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--data", reference_data, "--species", "Cu", "Ni", "--cutoff", "4.0",
+                 "--epochs", "2", "--out", str(run), "--quiet"]) == 0
+    for name in ("config.yaml", "checkpoint_best.pt", "checkpoint_last.pt", "history.json", "metrics.json", "parity.png"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"energy_rmse_meV_per_atom", "force_rmse_meV_per_A"} <= set(metrics["test"])
+    model = tmp_path / "m.pt"
+    assert main(["deploy", str(run), "-o", str(model), "--dtype", "float32"]) == 0
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(model), reference_data, "-o", str(out)]) == 0
+    evaluated = json.loads(out.read_text())
+    for key in ("energy_rmse_meV_per_atom", "energy_mae_meV_per_atom", "force_rmse_meV_per_A",
+                "force_mae_meV_per_A", "stress_rmse_GPa"):
+        assert np.isfinite(evaluated[key]), key
+    assert evaluated["n_structures"] == 60
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path: Path, capsys) -> None:
+    assert main(["deploy", str(tmp_path / "nothing"), "-o", str(tmp_path / "m.pt")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    assert main(["train", "--epochs", "1"]) == 2
+    assert "no training data" in capsys.readouterr().err
