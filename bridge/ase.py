@@ -16,7 +16,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.neighborlist import primitive_neighbor_list
 
 from . import keys
-from .errors import SpeciesError
+from .errors import ModelFileError, SpeciesError, UnitsError
 from .model_file import ModelMetadata, load_model
 
 __all__ = ["ScaleLinkCalculator", "neighbor_graph", "species_indices"]
@@ -91,8 +91,13 @@ class ScaleLinkCalculator(Calculator):
         self.device = torch.device(device)
         self.module, self.metadata = load_model(self.model_path, device=self.device)
         if self.metadata.kind != "potential":
-            raise SpeciesError(
+            raise ModelFileError(
                 f"{self.model_path!r} is a {self.metadata.kind!r} model; the calculator needs a potential"
+            )
+        if self.metadata.units != "metal":
+            raise UnitsError(
+                f"{self.model_path!r} works in LAMMPS units {self.metadata.units!r}, but ASE works in eV and Å "
+                "(LAMMPS 'metal'); re-export the model in metal units"
             )
 
     @property

@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--newton", default="on")
     parser.add_argument("--units", default="metal")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--pair", nargs=2, metavar=("STYLE", "COEFF"), help="replace the pair_style/pair_coeff lines")
     parser.add_argument("--pre", action="append", default=[], help="extra command before read_data")
     parser.add_argument("--post", action="append", default=[], help="extra command before run 0")
     parser.add_argument("--numdiff", type=float, help="also save fix numdiff and numdiff/virial with this delta")
@@ -38,8 +39,7 @@ def main() -> None:
             f"newton {args.newton}",
             *args.pre,
             f"read_data {args.data}",
-            "pair_style scalelink",
-            f"pair_coeff * * {args.model} {' '.join(args.species)}",
+            *(args.pair or ["pair_style scalelink", f"pair_coeff * * {args.model} {' '.join(args.species)}"]),
             "compute pe_atom all pe/atom",
             "compute vir all pressure NULL virial",
             "thermo_style custom step pe c_vir",

@@ -94,3 +94,21 @@ def test_unknown_species_is_named(model_files) -> None:
     atoms.calc = ScaleLinkCalculator(model_files["float64"])
     with pytest.raises(SpeciesError, match=r"\['Fe'\].*\['Cu', 'Ni'\]"):
         atoms.get_potential_energy()
+
+
+def test_model_in_other_units_is_refused(model_files, tmp_path) -> None:
+    import json
+    import zipfile
+
+    from scalelink.bridge import keys
+    from scalelink.bridge.errors import UnitsError
+
+    real = tmp_path / "real.pt"
+    with zipfile.ZipFile(model_files["float64"]) as zin, zipfile.ZipFile(real, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("extra/" + keys.METADATA_FILE):
+                data = json.dumps(json.loads(data) | {keys.UNITS: "real"}).encode()
+            zout.writestr(item, data)
+    with pytest.raises(UnitsError, match="'real'.*metal"):
+        ScaleLinkCalculator(real)

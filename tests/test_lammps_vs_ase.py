@@ -58,3 +58,29 @@ def test_lammps_matches_ase(model_files, tmp_path, dtype, kind, ranks, newton) -
     assert got["pe_atom"].sum() == pytest.approx(float(got["energy"]), rel=1e-10)
     _close(got["forces"], want["forces"], tol)
     _close(got["virial"], want["virial"], tol)
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_null_type_under_hybrid_overlay_is_invisible(model_files, tmp_path, ranks) -> None:
+    """Atoms of a type mapped to NULL take no part in the ScaleLink energy or forces."""
+    model = model_files["float64"]
+    atoms = _structure("orthogonal", seed=9)
+    rng = np.random.default_rng(1)
+    third = rng.random(len(atoms)) < 0.2
+    # write with a third species (Ag) so that LAMMPS gets three types
+    mixed = atoms.copy()
+    mixed.symbols = [("Ag" if t else s) for s, t in zip(atoms.get_chemical_symbols(), third)]
+    data = tmp_path / "in.data"
+    seen = write_data(mixed, data, ["Cu", "Ni", "Ag"])
+    proc = run_driver(
+        data, model, SPECIES, tmp_path / "out.npz", ranks=ranks,
+        extra=["--pair", "pair_style hybrid/overlay scalelink zero 4.0", f"pair_coeff * * scalelink {model} Cu Ni NULL",
+               "--post", "pair_coeff * * zero"],
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    got = np.load(tmp_path / "out.npz")
+    keep = np.array([s != "Ag" for s in seen.get_chemical_symbols()])
+    want = ase_reference(seen[keep], model)
+    assert float(got["energy"]) == pytest.approx(want["energy"], rel=1e-8)
+    _close(got["forces"][keep], want["forces"], 1e-8)
+    assert np.abs(got["forces"][~keep]).max() == 0.0
