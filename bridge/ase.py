@@ -79,11 +79,11 @@ class ScaleLinkCalculator(Calculator):
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
 
     Results are in eV and Å: ``energy`` and ``free_energy`` (eV), ``forces`` [N, 3] (eV/Å),
-    ``stress`` as a Voigt 6-vector (eV/Å³, fully periodic cells only) and per-atom
-    ``energies`` [N] (eV).
+    ``stress`` as a Voigt 6-vector (eV/Å³, fully periodic cells only), per-atom
+    ``energies`` [N] (eV) and per-atom ``stresses`` [N, 6] (eV/Å³, summing to ``stress``).
     """
 
-    implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "forces", "stress", "energies"]
+    implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "forces", "stress", "energies", "stresses"]
 
     def __init__(self, model: str | os.PathLike[str], *, device: str = "cpu", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -129,7 +129,13 @@ class ScaleLinkCalculator(Calculator):
         self.results["energies"] = out[keys.ATOMIC_ENERGY].detach().cpu().numpy().astype(np.float64)
         self.results["forces"] = out[keys.FORCES].detach().cpu().numpy().astype(np.float64)
         if self.atoms.pbc.all():
+            volume = self.atoms.get_volume()
             virial = out[keys.VIRIAL].detach().cpu().numpy().astype(np.float64)
-            self.results["stress"] = _voigt_stress_from_virial(virial, self.atoms.get_volume())
+            self.results["stress"] = _voigt_stress_from_virial(virial, volume)
+            # per-atom virials (xx yy zz xy xz yz yx zx zy), symmetrised; they sum to the stress
+            w = out[keys.ATOMIC_VIRIAL].detach().cpu().numpy().astype(np.float64)
+            symmetric = np.column_stack([w[:, 0], w[:, 1], w[:, 2], 0.5 * (w[:, 3] + w[:, 6]),
+                                         0.5 * (w[:, 4] + w[:, 7]), 0.5 * (w[:, 5] + w[:, 8])])
+            self.results["stresses"] = -symmetric[:, [0, 1, 2, 5, 4, 3]] / volume
         elif "stress" in (properties or []):
             raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")

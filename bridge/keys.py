@@ -26,9 +26,10 @@ ENERGY: Final = "energy"  # [] float64: sum of the local atomic energies
 ATOMIC_ENERGY: Final = "atomic_energy"  # [n_nodes] float64
 FORCES: Final = "forces"  # [n_nodes, 3] float64, -dE/dr for every node (ghosts included)
 VIRIAL: Final = "virial"  # [6] float64: xx yy zz xy xz yz of W = -sum_e r_e (x) dE/dr_e
+ATOMIC_VIRIAL: Final = "atomic_virial"  # [n_nodes, 9] float64: per-node W, xx yy zz xy xz yz yx zx zy
 
 MODEL_INPUTS: Final = (EDGE_INDEX, EDGE_VECTORS, SPECIES, N_LOCAL)
-MODEL_OUTPUTS: Final = (ENERGY, ATOMIC_ENERGY, FORCES, VIRIAL)
+MODEL_OUTPUTS: Final = (ENERGY, ATOMIC_ENERGY, FORCES, VIRIAL, ATOMIC_VIRIAL)
 
 # ---- metadata stored in the model file (_extra_files) ---------------------------------
 METADATA_FILE: Final = "scalelink_metadata.json"  # the one extra file, a JSON object
@@ -58,6 +59,7 @@ REQUIRED_METADATA: Final = (
 
 __all__ = [
     "ATOMIC_ENERGY",
+    "ATOMIC_VIRIAL",
     "COMMITTEE_SIZE",
     "CUTOFF",
     "DTYPE",

@@ -112,3 +112,12 @@ def test_model_in_other_units_is_refused(model_files, tmp_path) -> None:
             zout.writestr(item, data)
     with pytest.raises(UnitsError, match="'real'.*metal"):
         ScaleLinkCalculator(real)
+
+
+def test_per_atom_stresses_sum_to_the_stress(model_files) -> None:
+    atoms = _alloy((2, 2, 2), seed=6, triclinic=True)
+    atoms.calc = ScaleLinkCalculator(model_files["float64"])
+    stress = atoms.get_stress()
+    stresses = atoms.get_stresses()
+    assert stresses.shape == (len(atoms), 6)
+    np.testing.assert_allclose(stresses.sum(axis=0), stress, rtol=0, atol=1e-12 * np.abs(stress).max() + 1e-15)

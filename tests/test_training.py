@@ -110,3 +110,34 @@ def test_cli_reports_bad_input_without_traceback(tmp_path: Path, capsys) -> None
     assert "no checkpoint" in capsys.readouterr().err
     assert main(["train", "--epochs", "1"]) == 2
     assert "no training data" in capsys.readouterr().err
+
+
+def test_resume_after_stop_matches_an_uninterrupted_run(reference_data: str, tmp_path: Path) -> None:
+    from scalelink.training import train
+
+    common = dict(data=[reference_data], species=["Cu", "Ni"], cutoff=4.0, seed=5,
+                  model={"num_layers": 2, "features": 8, "num_basis": 4})
+    train(load_config(None, epochs=4, out=str(tmp_path / "straight"), **common), progress=False)
+    train(load_config(None, epochs=2, out=str(tmp_path / "split"), **common), progress=False)
+    assert main(["train", "--resume", str(tmp_path / "split"), "--epochs", "4", "--quiet"]) == 0
+    a = torch.load(tmp_path / "straight" / "checkpoint_last.pt", weights_only=False)
+    b = torch.load(tmp_path / "split" / "checkpoint_last.pt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 4
+    for name, value in a["model_state"].items():
+        torch.testing.assert_close(b["model_state"][name], value, rtol=0, atol=0)
+    assert [h["val_loss"] for h in a["history"]] == [h["val_loss"] for h in b["history"]]
+
+
+def test_run_folder_has_curves_per_species_metrics_and_card(reference_data: str, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--data", reference_data, reference_data, "--species", "Cu", "Ni", "--cutoff", "4.0",
+                 "--epochs", "1", "--out", str(run), "--quiet"]) == 0
+    assert (run / "learning_curves.png").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["n_structures"] == 12  # two copies of 60 structures, 10 % held out
+    assert set(metrics["test"]["force_rmse_meV_per_A_by_species"]) == {"Cu", "Ni"}
+    assert main(["deploy", str(run), "-o", str(tmp_path / "m.pt")]) == 0
+    card = json.loads((tmp_path / "m.card.json").read_text())
+    assert card["metadata"]["species"] == ["Cu", "Ni"]
+    assert card["training_data"][0]["sha256"] and card["metrics"]["test"]
+    assert "torch" in card["metadata"]["versions"]

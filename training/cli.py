@@ -1,6 +1,7 @@
 """The ``scalelink`` command line.
 
 ``scalelink train CONFIG.yaml [--data ...] [--species ...] [--cutoff X] [--epochs N] [--out DIR]``
+``scalelink train --resume RUN_DIR [--epochs N]``
 ``scalelink deploy RUN_DIR -o model.pt [--dtype float64]``
 ``scalelink evaluate model.pt DATA [DATA ...] [-o metrics.json]``
 ``scalelink make-data OUT.extxyz [--n 400] [--species Cu Ni]``
@@ -23,8 +24,12 @@ def _train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .trainer import train
 
+    config_file = args.config
+    if args.resume:
+        config_file = config_file or os.path.join(args.resume, "config.yaml")
+        args.out = args.resume
     config = load_config(
-        args.config,
+        config_file,
         data=args.data,
         species=args.species,
         cutoff=args.cutoff,
@@ -36,7 +41,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     if not config.data:
         raise ScaleLinkError("no training data: give `data:` in the config file or --data FILE")
-    result = train(config, progress=not args.quiet)
+    result = train(config, progress=not args.quiet, resume=bool(args.resume))
     print(f"run folder: {result.run_dir}")
     print(f"validation: {result.validation.summary()}")
     if result.test is not None:
@@ -48,11 +53,14 @@ def _deploy(args: argparse.Namespace) -> int:
     from .export import export_potential
     from .trainer import load_checkpoint
 
+    from .model_card import write_model_card
+
     model, species = load_checkpoint(args.run_dir, args.checkpoint)
     metadata = export_potential(model, species, args.output, dtype=args.dtype)
+    card = write_model_card(args.output, args.run_dir, metadata)
     print(
         f"wrote {args.output}: species {' '.join(metadata.species)}, cutoff {metadata.cutoff} Å, "
-        f"{metadata.num_layers} layers, {metadata.dtype}"
+        f"{metadata.num_layers} layers, {metadata.dtype}; model card {card}"
     )
     return 0
 
@@ -99,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--dtype", choices=["float32", "float64"], help="training precision")
     p.add_argument("--time-limit", type=float, help="stop training after this many seconds")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
@@ -134,6 +143,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``scalelink`` console script."""
+    import warnings
+
+    # torch deprecates TorchScript, which the model file format still uses; users cannot act on it
+    warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=FutureWarning)
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))

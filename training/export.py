@@ -30,7 +30,8 @@ class DeployedPotential(nn.Module):
 
     Shapes (inputs): ``edge_index`` [2, E] int64, ``edge_vectors`` [E, 3] float64,
     ``species`` [N] int64, ``n_local`` [] int64. Outputs: ``energy`` [], ``atomic_energy``
-    [N], ``forces`` [N, 3], ``virial`` [6] (xx yy zz xy xz yz), all float64.
+    [N], ``forces`` [N, 3], ``virial`` [6] (xx yy zz xy xz yz), ``atomic_virial`` [N, 9]
+    (xx yy zz xy xz yz yx zx zy), all float64.
     """
 
     def __init__(self, potential: GNNPotential, dtype: torch.dtype) -> None:
@@ -55,11 +56,20 @@ class DeployedPotential(nn.Module):
         forces, edge_virial = forces_and_virial(gradient.to(torch.float64), edge_vectors, edge_index, num_nodes)
         w = edge_virial.sum(0)
         virial = torch.stack([w[0, 0], w[1, 1], w[2, 2], w[0, 1], w[0, 2], w[1, 2]])
+        # each edge's virial is shared equally by its two atoms, so the per-atom virials sum
+        # to the total on every rank
+        half = 0.5 * edge_virial.reshape(-1, 9)
+        atomic_virial = torch.zeros((num_nodes, 9), dtype=torch.float64, device=half.device)
+        atomic_virial.index_add_(0, edge_index[0], half)
+        atomic_virial.index_add_(0, edge_index[1], half)
+        # row-major 3x3 -> xx yy zz xy xz yz yx zx zy (LAMMPS centroid order)
+        atomic_virial = atomic_virial[:, [0, 4, 8, 1, 2, 5, 3, 6, 7]]
         return {
             keys.ENERGY: energy.detach(),
             keys.ATOMIC_ENERGY: atomic.detach(),
             keys.FORCES: forces,
             keys.VIRIAL: virial,
+            keys.ATOMIC_VIRIAL: atomic_virial,
         }
 
 

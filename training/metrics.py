@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Collected", "ErrorMetrics", "error_metrics", "parity_plot", "write_json"]
+__all__ = ["Collected", "ErrorMetrics", "error_metrics", "learning_curves", "parity_plot", "write_json"]
 
 _EV_PER_A3_IN_GPA = 160.21766208
 
@@ -28,6 +28,8 @@ class Collected:
     forces_ref: list[np.ndarray] = field(default_factory=list)
     stress_pred: list[np.ndarray] = field(default_factory=list)
     stress_ref: list[np.ndarray] = field(default_factory=list)
+    forces_species: list[np.ndarray] = field(default_factory=list)
+    species: list[str] = field(default_factory=list)
 
     def arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Concatenated ``(predicted, reference)`` arrays for ``energy_per_atom``, ``forces`` or ``stress``."""
@@ -48,6 +50,7 @@ class ErrorMetrics:
     stress_rmse: float | None  # eV/Å³
     n_structures: int
     n_atoms: int
+    force_rmse_per_species: dict[str, float] = field(default_factory=dict)  # eV/Å
 
     def as_dict(self) -> dict[str, float | int | None]:
         """Metrics with explicit unit suffixes, as written to JSON."""
@@ -59,6 +62,7 @@ class ErrorMetrics:
             "stress_rmse_GPa": None if self.stress_rmse is None else _EV_PER_A3_IN_GPA * self.stress_rmse,
             "n_structures": self.n_structures,
             "n_atoms": self.n_atoms,
+            "force_rmse_meV_per_A_by_species": {k: 1e3 * v for k, v in self.force_rmse_per_species.items()},
         }
 
     def summary(self) -> str:
@@ -85,6 +89,13 @@ def error_metrics(collected: Collected) -> ErrorMetrics:
     e_pred, e_ref = collected.arrays("energy_per_atom")
     f_pred, f_ref = collected.arrays("forces")
     s_pred, s_ref = collected.arrays("stress")
+    per_species: dict[str, float] = {}
+    if collected.species and collected.forces_species:
+        kinds = np.concatenate(collected.forces_species)
+        for index, name in enumerate(collected.species):
+            mask = kinds == index
+            if mask.any():
+                per_species[name] = _rmse(f_pred[mask], f_ref[mask])
     return ErrorMetrics(
         energy_rmse=_rmse(e_pred, e_ref),
         energy_mae=_mae(e_pred, e_ref),
@@ -93,6 +104,7 @@ def error_metrics(collected: Collected) -> ErrorMetrics:
         stress_rmse=_rmse(s_pred, s_ref) if s_pred.size else None,
         n_structures=int(e_pred.size),
         n_atoms=int(f_pred.shape[0]) if f_pred.size else 0,
+        force_rmse_per_species=per_species,
     )
 
 
@@ -122,6 +134,32 @@ def parity_plot(collected: Collected, path: str | os.PathLike[str], title: str =
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(os.fspath(path), dpi=120)
+    plt.close(fig)
+
+
+def learning_curves(history: list[dict[str, float]], path: str | os.PathLike[str]) -> None:
+    """Training loss and validation errors against epoch, saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not history:
+        return
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    panels = (
+        ("train_loss", "training loss", axes[0]),
+        ("energy_rmse_meV_per_atom", "validation energy RMSE (meV/atom)", axes[1]),
+        ("force_rmse_meV_per_A", "validation force RMSE (meV/Å)", axes[2]),
+    )
+    for key, label, ax in panels:
+        ax.semilogy(epochs, [h[key] for h in history])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.fspath(path), dpi=110)
     plt.close(fig)
 
 

@@ -2,7 +2,9 @@
 rate schedule, early stopping on the validation loss, checkpoints, metrics and plots.
 
 A run folder holds ``config.yaml``, ``split.json``, ``checkpoint_last.pt``,
-``checkpoint_best.pt``, ``history.json``, ``metrics.json`` and ``parity.png``.
+``checkpoint_best.pt``, ``history.json``, ``metrics.json``, ``parity.png`` and
+``learning_curves.png``. ``checkpoint_last.pt`` carries everything a killed run needs to
+continue exactly where it stopped (``train(..., resume=True)``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from tqdm import tqdm
 
 from .config import LossWeights, TrainConfig
 from .data import atoms_to_data, infer_species, make_loader, read_structures, reference_energies, split_indices
-from .metrics import Collected, ErrorMetrics, error_metrics, parity_plot, write_json
+from .metrics import Collected, ErrorMetrics, error_metrics, learning_curves, parity_plot, write_json
 from .model import GNNPotential
 from .predict import predict
 
@@ -73,9 +75,12 @@ def _loss(model: GNNPotential, batch: Data, weights: LossWeights, create_graph: 
     return weights.energy * energy_term + weights.forces * force_term + weights.stress * stress_term
 
 
-def collect(model: GNNPotential, loader: DataLoader) -> Collected:
-    """Predictions and references over a loader, as float64 numpy arrays."""
-    out = Collected()
+def collect(model: GNNPotential, loader: DataLoader, species: Sequence[str] = ()) -> Collected:
+    """Predictions and references over a loader, as float64 numpy arrays.
+
+    With ``species`` (names in model order), force errors are also kept per species.
+    """
+    out = Collected(species=list(species))
     for batch in loader:
         pred = predict(model, batch, create_graph=False)
         natoms = batch.natoms.to(pred.energy.dtype)
@@ -83,6 +88,7 @@ def collect(model: GNNPotential, loader: DataLoader) -> Collected:
         out.energy_per_atom_ref.append((batch.energy / natoms).double().numpy())
         out.forces_pred.append(pred.forces.detach().double().numpy())
         out.forces_ref.append(batch.forces.double().numpy())
+        out.forces_species.append(batch.species.numpy())
         mask = batch.has_stress.numpy().astype(bool)
         if mask.any():
             voigt = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
@@ -104,8 +110,21 @@ def _force_scale(graphs: Sequence[Data]) -> float:
     return float(forces.double().pow(2).mean().sqrt().clamp_min(1e-3))
 
 
-def train(config: TrainConfig, *, progress: bool = True) -> TrainResult:
+def _save_checkpoint(path: str, state: dict[str, Any]) -> None:
+    # write then rename, so that a run killed mid-write keeps its previous checkpoint
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -> TrainResult:
     """Train a GNN potential as ``config`` says and write the run folder.
+
+    Args:
+        config: the run's configuration.
+        progress: show a progress bar.
+        resume: continue from ``checkpoint_last.pt`` in ``config.out`` (weights, optimiser,
+            schedule, history, random state), as if the run had never stopped.
 
     Returns:
         A :class:`TrainResult` with validation and held-out test metrics of the best model.
@@ -114,6 +133,11 @@ def train(config: TrainConfig, *, progress: bool = True) -> TrainResult:
     torch.manual_seed(config.seed)
     dtype = _DTYPES[config.dtype]
     run_dir = config.out
+    last_path = os.path.join(run_dir, "checkpoint_last.pt")
+    if resume and not os.path.isfile(last_path):
+        from scalelink.bridge.errors import ModelFileError
+
+        raise ModelFileError(f"cannot resume: {last_path!r} does not exist; start the run without --resume")
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as handle:
         yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
@@ -143,22 +167,41 @@ def train(config: TrainConfig, *, progress: bool = True) -> TrainResult:
     val_graphs = [graphs[i] for i in split.validation] or train_graphs
     val_loader = make_loader(val_graphs, config.batch_size, shuffle=False, seed=config.seed)
 
-    def save(which: str, epoch: int) -> None:
-        torch.save(
-            {
-                "model_kwargs": model_kwargs,
-                "model_state": model.state_dict(),
-                "species": species,
-                "dtype": config.dtype,
-                "epoch": epoch,
-                "optimizer_state": optimizer.state_dict(),
-            },
-            os.path.join(run_dir, f"checkpoint_{which}.pt"),
-        )
-
     history: list[dict[str, float]] = []
-    best, best_epoch, epoch = float("inf"), 0, 0
-    bar = tqdm(range(1, config.epochs + 1), desc="training", disable=not progress, unit="epoch")
+    best, best_epoch, first_epoch = float("inf"), 0, 1
+    if resume:
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        model_kwargs = state["model_kwargs"]
+        model = build_model(model_kwargs).to(dtype)
+        model.load_state_dict(state["model_state"])
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        optimizer.load_state_dict(state["optimizer_state"])
+        schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+        schedule.load_state_dict(state["schedule_state"])
+        train_loader.generator.set_state(state["loader_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        history, best, best_epoch = state["history"], state["best"], state["best_epoch"]
+        first_epoch = state["epoch"] + 1
+        tqdm.write(f"resuming {run_dir} at epoch {first_epoch}")
+
+    def checkpoint(epoch: int) -> dict[str, Any]:
+        return {
+            "model_kwargs": model_kwargs,
+            "model_state": model.state_dict(),
+            "species": species,
+            "dtype": config.dtype,
+            "epoch": epoch,
+            "optimizer_state": optimizer.state_dict(),
+            "schedule_state": schedule.state_dict(),
+            "loader_rng": train_loader.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": history,
+            "best": best,
+            "best_epoch": best_epoch,
+        }
+
+    epoch = first_epoch - 1
+    bar = tqdm(range(first_epoch, config.epochs + 1), desc="training", disable=not progress, unit="epoch")
     for epoch in bar:
         model.train()
         total, count = 0.0, 0
@@ -171,7 +214,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> TrainResult:
             count += int(batch.num_graphs)
         schedule.step()
         model.eval()
-        val = error_metrics(collect(model, val_loader))
+        val = error_metrics(collect(model, val_loader, species))
         val_loss = config.loss.energy * val.energy_rmse**2 + config.loss.forces * val.force_rmse**2
         history.append(
             {"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss, "lr": schedule.get_last_lr()[0], **val.as_dict()}
@@ -181,8 +224,8 @@ def train(config: TrainConfig, *, progress: bool = True) -> TrainResult:
         )
         if val_loss < best:
             best, best_epoch = val_loss, epoch
-            save("best", epoch)
-        save("last", epoch)
+            _save_checkpoint(os.path.join(run_dir, "checkpoint_best.pt"), checkpoint(epoch))
+        _save_checkpoint(last_path, checkpoint(epoch))
         write_json({"history": history}, os.path.join(run_dir, "history.json"))
         if epoch - best_epoch >= config.patience:
             tqdm.write(f"early stop at epoch {epoch}: no validation improvement for {config.patience} epochs")
@@ -191,16 +234,17 @@ def train(config: TrainConfig, *, progress: bool = True) -> TrainResult:
             tqdm.write(f"time limit of {config.time_limit:.0f} s reached at epoch {epoch}")
             break
     bar.close()
+    learning_curves(history, os.path.join(run_dir, "learning_curves.png"))
 
     best_model, _ = load_checkpoint(run_dir, "best")
     best_model.eval()
-    val_collected = collect(best_model, val_loader)
+    val_collected = collect(best_model, val_loader, species)
     val_metrics = error_metrics(val_collected)
     test_metrics = None
     report: dict[str, object] = {"species": species, "best_epoch": best_epoch, "epochs_run": epoch, "validation": val_metrics.as_dict()}
     if len(split.test):
         test_loader = make_loader([graphs[i] for i in split.test], config.batch_size, shuffle=False, seed=config.seed)
-        test_collected = collect(best_model, test_loader)
+        test_collected = collect(best_model, test_loader, species)
         test_metrics = error_metrics(test_collected)
         report["test"] = test_metrics.as_dict()
         parity_plot(test_collected, os.path.join(run_dir, "parity.png"), "held-out test set")
