@@ -24,6 +24,7 @@ constexpr const char *ENERGY = "energy";                // [] float64: sum of lo
 constexpr const char *ATOMIC_ENERGY = "atomic_energy";  // [n_nodes] float64
 constexpr const char *FORCES = "forces";                // [n_nodes, 3] float64, -dE/dr
 constexpr const char *VIRIAL = "virial";                // [6] float64: xx yy zz xy xz yz
+constexpr const char *ATOMIC_VIRIAL = "atomic_virial";  // [n_nodes, 9] float64: xx yy zz xy xz yz yx zx zy
 
 // ---- metadata stored in the model file ----
 constexpr const char *METADATA_FILE = "scalelink_metadata.json";    // the one extra file
