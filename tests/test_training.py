@@ -112,17 +112,40 @@ def test_cli_reports_bad_input_without_traceback(tmp_path: Path, capsys) -> None
     assert "no training data" in capsys.readouterr().err
 
 
-def test_resume_after_stop_matches_an_uninterrupted_run(reference_data: str, tmp_path: Path) -> None:
-    from scalelink.training import train
+def test_resume_after_kill_matches_an_uninterrupted_run(reference_data: str, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
 
-    common = dict(data=[reference_data], species=["Cu", "Ni"], cutoff=4.0, seed=5,
-                  model={"num_layers": 2, "features": 8, "num_basis": 4})
-    train(load_config(None, epochs=4, out=str(tmp_path / "straight"), **common), progress=False)
-    train(load_config(None, epochs=2, out=str(tmp_path / "split"), **common), progress=False)
-    assert main(["train", "--resume", str(tmp_path / "split"), "--epochs", "4", "--quiet"]) == 0
+    args = ["--data", reference_data, "--species", "Cu", "Ni", "--cutoff", "4.0", "--seed", "5", "--epochs", "5", "--quiet"]
+    small = tmp_path / "small.yaml"
+    small.write_text("model: {num_layers: 2, features: 8, num_basis: 4}\n")
+    assert main(["train", str(small), *args, "--out", str(tmp_path / "straight")]) == 0
+
+    killed = tmp_path / "killed"
+    scalelink = Path(sys.executable).with_name("scalelink")
+    proc = subprocess.Popen([str(scalelink), "train", str(small), *args, "--out", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if len(json.loads((killed / "history.json").read_text())["history"]) >= 2:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stopped_at = torch.load(killed / "checkpoint_last.pt", weights_only=False)["epoch"]
+    assert stopped_at < 5
+    assert main(["train", "--resume", str(killed), "--quiet"]) == 0
+
     a = torch.load(tmp_path / "straight" / "checkpoint_last.pt", weights_only=False)
-    b = torch.load(tmp_path / "split" / "checkpoint_last.pt", weights_only=False)
-    assert a["epoch"] == b["epoch"] == 4
+    b = torch.load(killed / "checkpoint_last.pt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 5
     for name, value in a["model_state"].items():
         torch.testing.assert_close(b["model_state"][name], value, rtol=0, atol=0)
     assert [h["val_loss"] for h in a["history"]] == [h["val_loss"] for h in b["history"]]

@@ -54,7 +54,9 @@ class TrainConfig:
         out: run folder (checkpoints, metrics, plots).
         batch_size: structures per optimisation step.
         learning_rate: initial Adam learning rate.
-        lr_decay: learning rate multiplier per epoch (exponential schedule).
+        lr_final: ratio of the last to the initial learning rate; the rate decays
+            exponentially with the run's progress, the larger of epochs done / ``epochs``
+            and seconds spent / ``time_limit``, so a time-limited run anneals fully too.
         patience: epochs without validation improvement before stopping early.
         validation_fraction, test_fraction: random split of the data.
         seed: seeds the split, the initial weights and the batch order.
@@ -69,7 +71,7 @@ class TrainConfig:
     out: str = "runs/scalelink"
     batch_size: int = 8
     learning_rate: float = 5e-3
-    lr_decay: float = 0.97
+    lr_final: float = 0.01
     patience: int = 40
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
@@ -85,7 +87,8 @@ class TrainConfig:
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}"),
             (self.learning_rate > 0.0, f"learning_rate must be positive, got {self.learning_rate}"),
-            (0.0 < self.lr_decay <= 1.0, f"lr_decay must be in (0, 1], got {self.lr_decay}"),
+            (0.0 < self.lr_final <= 1.0, f"lr_final must be in (0, 1], got {self.lr_final}"),
+            (self.time_limit is None or self.time_limit > 0, f"time_limit must be positive, got {self.time_limit}"),
             (self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got {self.dtype!r}"),
             (self.model.num_layers >= 1, f"model.num_layers must be at least 1, got {self.model.num_layers}"),
             (self.model.features >= 2, f"model.features must be at least 2, got {self.model.features}"),

@@ -110,6 +110,30 @@ def _force_scale(graphs: Sequence[Data]) -> float:
     return float(forces.double().pow(2).mean().sqrt().clamp_min(1e-3))
 
 
+@torch.no_grad()
+def _residual_shift(model: GNNPotential, loader: DataLoader, num_species: int) -> np.ndarray:
+    rows, residuals = [], []
+    for batch in loader:
+        with torch.enable_grad():
+            pred = predict(model, batch, create_graph=False)
+        counts = torch.zeros((int(batch.num_graphs), num_species), dtype=torch.float64)
+        counts.index_put_((batch.batch, batch.species), torch.ones(batch.species.shape[0], dtype=torch.float64), accumulate=True)
+        rows.append(counts.numpy())
+        residuals.append((batch.energy - pred.energy.detach()).double().numpy())
+    solution, *_ = np.linalg.lstsq(np.concatenate(rows), np.concatenate(residuals), rcond=None)
+    return solution
+
+
+def _refit_energy_shift(model: GNNPotential, loader: DataLoader, num_species: int) -> None:
+    """Re-fit the per-species reference energies to the training residuals (least squares).
+
+    Forces do not see these constants; the optimiser, driven mostly by forces, leaves them
+    a little off. The correction is linear and exact on the training set.
+    """
+    correction = _residual_shift(model, loader, num_species)
+    model.energy_shift += torch.as_tensor(correction, dtype=model.energy_shift.dtype)
+
+
 def _save_checkpoint(path: str, state: dict[str, Any]) -> None:
     # write then rename, so that a run killed mid-write keeps its previous checkpoint
     tmp = path + ".tmp"
@@ -162,13 +186,12 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
     }
     model = build_model(model_kwargs).to(dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     train_loader = make_loader(train_graphs, config.batch_size, shuffle=True, seed=config.seed)
     val_graphs = [graphs[i] for i in split.validation] or train_graphs
     val_loader = make_loader(val_graphs, config.batch_size, shuffle=False, seed=config.seed)
 
     history: list[dict[str, float]] = []
-    best, best_epoch, first_epoch = float("inf"), 0, 1
+    best, best_epoch, first_epoch, spent_before = float("inf"), 0, 1, 0.0
     if resume:
         state = torch.load(last_path, map_location="cpu", weights_only=False)
         model_kwargs = state["model_kwargs"]
@@ -176,8 +199,7 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
         model.load_state_dict(state["model_state"])
         optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
         optimizer.load_state_dict(state["optimizer_state"])
-        schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
-        schedule.load_state_dict(state["schedule_state"])
+        spent_before = state["seconds"]
         train_loader.generator.set_state(state["loader_rng"])
         torch.set_rng_state(state["torch_rng"])
         history, best, best_epoch = state["history"], state["best"], state["best_epoch"]
@@ -192,7 +214,7 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
             "dtype": config.dtype,
             "epoch": epoch,
             "optimizer_state": optimizer.state_dict(),
-            "schedule_state": schedule.state_dict(),
+            "seconds": spent_before + time.perf_counter() - start,
             "loader_rng": train_loader.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "history": history,
@@ -200,27 +222,36 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
             "best_epoch": best_epoch,
         }
 
+    def learning_rate(epoch_progress: float) -> float:
+        progress = epoch_progress / config.epochs
+        if config.time_limit is not None:
+            progress = max(progress, (spent_before + time.perf_counter() - start) / config.time_limit)
+        return config.learning_rate * config.lr_final ** min(progress, 1.0)
+
+    steps_per_epoch = max(len(train_loader), 1)
     epoch = first_epoch - 1
     bar = tqdm(range(first_epoch, config.epochs + 1), desc="training", disable=not progress, unit="epoch")
     for epoch in bar:
         model.train()
         total, count = 0.0, 0
-        for batch in train_loader:
+        for step, batch in enumerate(train_loader):
+            lr = learning_rate(epoch - 1 + step / steps_per_epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
             loss = _loss(model, batch, config.loss, create_graph=True)
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * int(batch.num_graphs)
             count += int(batch.num_graphs)
-        schedule.step()
         model.eval()
         val = error_metrics(collect(model, val_loader, species))
         val_loss = config.loss.energy * val.energy_rmse**2 + config.loss.forces * val.force_rmse**2
         history.append(
-            {"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss, "lr": schedule.get_last_lr()[0], **val.as_dict()}
+            {"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss, "lr": lr, **val.as_dict()}
         )
         bar.set_postfix(
-            E=f"{1e3 * val.energy_rmse:.2f}meV/at", F=f"{1e3 * val.force_rmse:.1f}meV/Å", lr=f"{schedule.get_last_lr()[0]:.1e}"
+            E=f"{1e3 * val.energy_rmse:.2f}meV/at", F=f"{1e3 * val.force_rmse:.1f}meV/Å", lr=f"{lr:.1e}"
         )
         if val_loss < best:
             best, best_epoch = val_loss, epoch
@@ -230,7 +261,7 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
         if epoch - best_epoch >= config.patience:
             tqdm.write(f"early stop at epoch {epoch}: no validation improvement for {config.patience} epochs")
             break
-        if config.time_limit is not None and time.perf_counter() - start > config.time_limit:
+        if config.time_limit is not None and spent_before + time.perf_counter() - start > config.time_limit:
             tqdm.write(f"time limit of {config.time_limit:.0f} s reached at epoch {epoch}")
             break
     bar.close()
@@ -238,6 +269,11 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
 
     best_model, _ = load_checkpoint(run_dir, "best")
     best_model.eval()
+    _refit_energy_shift(best_model, make_loader(train_graphs, config.batch_size, shuffle=False, seed=0), len(species))
+    state = torch.load(os.path.join(run_dir, "checkpoint_best.pt"), map_location="cpu", weights_only=False)
+    state["model_state"] = best_model.state_dict()
+    state["model_kwargs"]["energy_shift"] = best_model.energy_shift.double().tolist()
+    _save_checkpoint(os.path.join(run_dir, "checkpoint_best.pt"), state)
     val_collected = collect(best_model, val_loader, species)
     val_metrics = error_metrics(val_collected)
     test_metrics = None

@@ -1,0 +1,178 @@
+"""Speed and memory of pair_style scalelink against its peers, measured in one run.
+
+    python benchmarks/bench_pair.py --model demo_out/cuni.pt [--sizes 500 4000 32000] [--steps 20]
+
+For each system size (random Cu-Ni fcc alloy, 600 K, NVE) it measures µs/atom/step and
+peak resident memory of:
+
+* ``pair_style scalelink`` in LAMMPS, serial and on 2 MPI ranks;
+* the same model file driven from Python through the ASE calculator (one force call a step);
+* the raw TorchScript forward+backward on the periodic graph of the same structure;
+* LAMMPS' EAM (CuNi.eam.alloy) and SNAP (Ta06A, bcc Ta of the same size) as context.
+
+It prints a Markdown table and writes the numbers as JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+BIN = Path(sys.executable).parent
+POTENTIALS = Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages" / "lammps" / "share" / "lammps" / "potentials"
+
+SYSTEM = """\
+units metal
+atom_style atomic
+atom_modify map array
+boundary p p p
+lattice {lattice} {a}
+region box block 0 {cells} 0 {cells} 0 {cells}
+create_box 2 box
+create_atoms 1 box
+set type 1 type/fraction 2 0.5 12345
+mass * 60.0
+{pair}
+velocity all create 600.0 4928459 mom yes rot yes dist gaussian
+timestep 0.001
+thermo {steps}
+fix nve all nve
+run 5
+run {steps}
+"""
+
+PAIRS = {
+    "scalelink": ("fcc", 3.565, 4, "pair_style scalelink\npair_coeff * * {model} Cu Ni"),
+    "eam": ("fcc", 3.565, 4, f"pair_style eam/alloy\npair_coeff * * {POTENTIALS / 'CuNi.eam.alloy'} Cu Ni"),
+    "snap": ("bcc", 3.316, 2, f"pair_style snap\npair_coeff * * {POTENTIALS / 'Ta06A.snapcoeff'} "
+             f"{POTENTIALS / 'Ta06A.snapparam'} Ta Ta"),
+}
+
+_MEASURE = """
+import resource, subprocess, sys
+proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+sys.stdout.write(proc.stdout[-20000:])
+print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(proc.returncode)
+"""
+
+
+def lammps(kind: str, model: str, cells: int, steps: int, ranks: int, workdir: Path) -> dict[str, float]:
+    """Loop time per atom and step of the second `run`, peak RSS of the largest process."""
+    lattice, a, per_cell, pair = PAIRS[kind]
+    text = SYSTEM.format(lattice=lattice, a=a, cells=cells, pair=pair.format(model=model), steps=steps)
+    (workdir / f"in.{kind}").write_text(text)
+    command = [str(BIN / "lmp"), "-in", f"in.{kind}", "-log", "none"]
+    if ranks > 1:
+        command = [str(BIN / "mpirun"), "-n", str(ranks), *command]
+    env = dict(os.environ, OMP_NUM_THREADS="1" if ranks > 1 else os.environ.get("OMP_NUM_THREADS", "2"))
+    proc = subprocess.run([sys.executable, "-c", _MEASURE, *command], cwd=workdir, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    loops = re.findall(r"Loop time of ([0-9.eE+-]+) on \d+ procs for (\d+) steps with (\d+) atoms", proc.stdout)
+    seconds, nsteps, natoms = float(loops[-1][0]), int(loops[-1][1]), int(loops[-1][2])
+    ghosts = re.findall(r"Nghost:\s+([0-9.eE+-]+) ave", proc.stdout)
+    rss = int(re.findall(r"MAXRSS_KB (\d+)", proc.stdout)[-1])
+    return {
+        "us_per_atom_step": 1e6 * seconds / (natoms * nsteps),
+        "natoms": natoms,
+        "ghosts_per_rank": float(ghosts[-1]) if ghosts else float("nan"),
+        "peak_rss_MB": rss / 1024,
+    }
+
+
+def python_side(model: str, cells: int, steps: int) -> dict[str, float]:
+    """The ASE calculator and the raw TorchScript call on the same structure."""
+    import torch
+    from ase.build import bulk
+
+    from scalelink.bridge import keys
+    from scalelink.bridge.ase import ScaleLinkCalculator, neighbor_graph, species_indices
+
+    rng = np.random.default_rng(0)
+    atoms = bulk("Cu", "fcc", a=3.565, cubic=True).repeat((cells, cells, cells))
+    atoms.symbols = list(rng.choice(["Cu", "Ni"], size=len(atoms)))
+    calc = ScaleLinkCalculator(model)
+    atoms.calc = calc
+    atoms.get_forces()
+    start = time.perf_counter()
+    for _ in range(steps):
+        atoms.positions += rng.normal(scale=1e-3, size=atoms.positions.shape)
+        atoms.get_forces()
+    ase_us = 1e6 * (time.perf_counter() - start) / (len(atoms) * steps)
+
+    edge_index, edge_vectors = neighbor_graph(atoms, calc.metadata.cutoff)
+    inputs = {
+        keys.EDGE_INDEX: torch.from_numpy(edge_index),
+        keys.EDGE_VECTORS: torch.from_numpy(edge_vectors),
+        keys.SPECIES: torch.from_numpy(species_indices(list(atoms.get_chemical_symbols()), calc.metadata.species)),
+        keys.N_LOCAL: torch.tensor(len(atoms)),
+    }
+    calc.module(inputs)
+    start = time.perf_counter()
+    for _ in range(steps):
+        calc.module(inputs)
+    raw_us = 1e6 * (time.perf_counter() - start) / (len(atoms) * steps)
+    return {"ase_us_per_atom_step": ase_us, "raw_torchscript_us_per_atom_step": raw_us, "edges": int(edge_index.shape[1])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 4000, 32000])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--python-max-atoms", type=int, default=4000, help="skip the ASE/raw measurements above this")
+    parser.add_argument("--out", default="benchmarks/results_pair.json")
+    args = parser.parse_args()
+    model = os.path.abspath(args.model)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for size in args.sizes:
+            row: dict[str, object] = {"target_atoms": size}
+            cells = max(2, round((size / 4) ** (1 / 3)))
+            for ranks in (1, 2):
+                row[f"scalelink_{ranks}"] = lammps("scalelink", model, cells, args.steps, ranks, work)
+                row[f"eam_{ranks}"] = lammps("eam", model, cells, args.steps * 5, ranks, work)
+            snap_cells = max(2, round((size / 2) ** (1 / 3)))
+            row["snap_1"] = lammps("snap", model, snap_cells, args.steps, 1, work)
+            if 4 * cells**3 <= args.python_max_atoms:
+                row.update(python_side(model, cells, max(3, args.steps // 4)))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+
+    print()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; model {args.model}")
+    print("| atoms | scalelink 1 rank | scalelink 2 ranks | 2-rank efficiency | ghosts/rank (2 ranks) | peak RSS 1 rank (MB) "
+          "| ASE calculator | raw TorchScript | EAM 1 / 2 ranks | SNAP 1 rank |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        s1, s2 = row["scalelink_1"], row["scalelink_2"]
+        eff = s1["us_per_atom_step"] / (2 * s2["us_per_atom_step"])
+        ase = row.get("ase_us_per_atom_step")
+        raw = row.get("raw_torchscript_us_per_atom_step")
+        print(
+            f"| {s1['natoms']} | {s1['us_per_atom_step']:.1f} | {s2['us_per_atom_step']:.1f} | {100 * eff:.0f} % "
+            f"| {s2['ghosts_per_rank']:.0f} | {s1['peak_rss_MB']:.0f} "
+            f"| {'-' if ase is None else f'{ase:.1f}'} | {'-' if raw is None else f'{raw:.1f}'} "
+            f"| {row['eam_1']['us_per_atom_step']:.2f} / {row['eam_2']['us_per_atom_step']:.2f} "
+            f"| {row['snap_1']['us_per_atom_step']:.1f} |"
+        )
+    print("(µs/atom/step unless stated)")
+    with open(args.out, "w", encoding="utf-8") as handle:
+        json.dump({"model": args.model, "steps": args.steps, "rows": rows}, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
