@@ -53,7 +53,46 @@ class DeployedPotential(nn.Module):
         gradient = grads[0]
         if gradient is None:
             gradient = torch.zeros_like(vectors)
-        forces, edge_virial = forces_and_virial(gradient.to(torch.float64), edge_vectors, edge_index, num_nodes)
+        out = self.derivatives(gradient.to(torch.float64), edge_vectors, edge_index, num_nodes)
+        out[keys.ENERGY] = energy.detach()
+        out[keys.ATOMIC_ENERGY] = atomic.detach()
+        return out
+
+    # ---- per-layer interface ------------------------------------------------------------
+    # A caller that exchanges node features between MPI ranks after every layer (so that
+    # ghost atoms are needed out to one cutoff only) drives the network stage by stage:
+    #   h = embed(species); h_local = layer(k, h, vectors, edge_index, n_local) for each k,
+    #   completing h with the ghosts' features from their owners in between;
+    #   energies = readout(h_local, species_local); then back-propagates stage by stage
+    #   and turns the edge-vector gradient into forces and virials with derivatives().
+
+    @torch.jit.export
+    def num_features(self) -> int:
+        """Width of the node features exchanged between layers."""
+        return int(self.potential.embedding.weight.shape[1])
+
+    @torch.jit.export
+    def embed(self, species: Tensor) -> Tensor:
+        """Initial node features [N, F] (model dtype) from species [N]."""
+        return self.potential.embedding(species)
+
+    @torch.jit.export
+    def layer(self, k: int, h: Tensor, edge_vectors: Tensor, edge_index: Tensor, n_out: int) -> Tensor:
+        """Layer ``k``: features [n_out, F] of nodes ``0..n_out-1`` from ``h`` [N, F];
+        ``edge_vectors`` [E, 3] in the model dtype, every edge centre below ``n_out``."""
+        return self.potential.layer(k, h, edge_vectors, edge_index, n_out)
+
+    @torch.jit.export
+    def readout(self, h: Tensor, species: Tensor) -> Tensor:
+        """Atomic energies [n] (float64) from final features [n, F] and species [n]."""
+        return self.potential.atomic_energy(h, species).to(torch.float64)
+
+    @torch.jit.export
+    def derivatives(
+        self, edge_gradient: Tensor, edge_vectors: Tensor, edge_index: Tensor, num_nodes: int
+    ) -> Dict[str, Tensor]:
+        """Forces [N, 3], virial [6] and per-node virials [N, 9] from dE/d(edge vectors) (float64)."""
+        forces, edge_virial = forces_and_virial(edge_gradient, edge_vectors, edge_index, num_nodes)
         w = edge_virial.sum(0)
         virial = torch.stack([w[0, 0], w[1, 1], w[2, 2], w[0, 1], w[0, 2], w[1, 2]])
         # each edge's virial is shared equally by its two atoms, so the per-atom virials sum
@@ -64,13 +103,7 @@ class DeployedPotential(nn.Module):
         atomic_virial.index_add_(0, edge_index[1], half)
         # row-major 3x3 -> xx yy zz xy xz yz yx zx zy (LAMMPS centroid order)
         atomic_virial = atomic_virial[:, [0, 4, 8, 1, 2, 5, 3, 6, 7]]
-        return {
-            keys.ENERGY: energy.detach(),
-            keys.ATOMIC_ENERGY: atomic.detach(),
-            keys.FORCES: forces,
-            keys.VIRIAL: virial,
-            keys.ATOMIC_VIRIAL: atomic_virial,
-        }
+        return {keys.FORCES: forces, keys.VIRIAL: virial, keys.ATOMIC_VIRIAL: atomic_virial}
 
 
 def package_versions() -> dict[str, str]:

@@ -63,7 +63,8 @@ class Interaction(nn.Module):
 
     Shapes:
         ``h`` [n_nodes, features], ``basis`` [n_edges, num_basis], ``envelope`` [n_edges],
-        ``edge_index`` [2, n_edges]; returns the updated ``h`` [n_nodes, features].
+        ``edge_index`` [2, n_edges] with every centre below ``n_out``; returns the updated
+        features of nodes ``0..n_out-1``, [n_out, features].
     """
 
     def __init__(self, features: int, num_basis: int, avg_num_neighbors: float) -> None:
@@ -73,11 +74,13 @@ class Interaction(nn.Module):
         self.update = nn.Sequential(nn.Linear(features, features), nn.SiLU(), nn.Linear(features, features))
         self.inv_neighbors = 1.0 / float(avg_num_neighbors)
 
-    def forward(self, h: Tensor, basis: Tensor, envelope: Tensor, edge_index: Tensor) -> Tensor:
+    def forward(self, h: Tensor, basis: Tensor, envelope: Tensor, edge_index: Tensor, n_out: int) -> Tensor:
         weights = self.filter(basis) * envelope.unsqueeze(-1)
         messages = weights * self.project(h).index_select(0, edge_index[1])
-        aggregated = torch.zeros_like(h).index_add_(0, edge_index[0], messages)
-        return h + self.update(aggregated * self.inv_neighbors)
+        aggregated = torch.zeros((n_out, h.shape[1]), dtype=h.dtype, device=h.device).index_add_(
+            0, edge_index[0], messages
+        )
+        return h[:n_out] + self.update(aggregated * self.inv_neighbors)
 
 
 class GNNPotential(nn.Module):
@@ -96,8 +99,8 @@ class GNNPotential(nn.Module):
     Shapes:
         ``edge_vectors`` [n_edges, 3], ``edge_index`` [2, n_edges], ``species`` [n_nodes],
         ``n_local`` (nodes ``0..n_local-1`` are the atoms whose energies are wanted; -1: all);
-        returns atomic energies [n_nodes] in the dtype of the weights, exact for the first
-        ``n_local`` nodes (the others skip the last layer).
+        returns atomic energies [n_nodes] in the dtype of the weights for the first
+        ``n_local`` nodes, zero for the others.
     """
 
     def __init__(
@@ -127,19 +130,36 @@ class GNNPotential(nn.Module):
         self.register_buffer("energy_scale", torch.tensor(float(energy_scale)))
 
     def forward(self, edge_vectors: Tensor, edge_index: Tensor, species: Tensor, n_local: int = -1) -> Tensor:
+        num_nodes = species.shape[0]
         r = torch.linalg.vector_norm(edge_vectors, dim=-1)
         basis, envelope = self.radial(r)
         h = self.embedding(species)
         last = len(self.layers) - 1
         for k, layer in enumerate(self.layers):
-            if k == last and 0 <= n_local < species.shape[0]:
+            if k == last and 0 <= n_local < num_nodes:
                 # only local atoms' energies count: the last layer needs their edges only
                 keep = edge_index[0] < n_local
-                h = layer(h, basis[keep], envelope[keep], edge_index[:, keep])
+                h = layer(h, basis[keep], envelope[keep], edge_index[:, keep], n_local)
             else:
-                h = layer(h, basis, envelope, edge_index)
-        energy = self.readout(h).squeeze(-1)
-        return energy * self.energy_scale + self.energy_shift.index_select(0, species)
+                h = layer(h, basis, envelope, edge_index, num_nodes)
+        energy = self.atomic_energy(h, species[: h.shape[0]])
+        if energy.shape[0] < num_nodes:
+            energy = torch.cat([energy, energy.new_zeros(num_nodes - energy.shape[0])])
+        return energy
+
+    def atomic_energy(self, h: Tensor, species: Tensor) -> Tensor:
+        """Readout: atomic energies [n] from final features [n, features] and species [n]."""
+        return self.readout(h).squeeze(-1) * self.energy_scale + self.energy_shift.index_select(0, species)
+
+    def layer(self, k: int, h: Tensor, edge_vectors: Tensor, edge_index: Tensor, n_out: int) -> Tensor:
+        """Apply message-passing layer ``k`` alone (for callers that exchange features between
+        layers): features of nodes ``0..n_out-1`` after the layer, [n_out, features]."""
+        basis, envelope = self.radial(torch.linalg.vector_norm(edge_vectors, dim=-1))
+        out = h[:n_out]
+        for index, layer in enumerate(self.layers):
+            if index == k:
+                out = layer(h, basis, envelope, edge_index, n_out)
+        return out
 
 
 def forces_and_virial(
