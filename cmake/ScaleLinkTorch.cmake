@@ -5,8 +5,14 @@
 # libraries are needed, so they are declared by hand.
 #
 # Defines:
-#   ScaleLink::torch         libtorch + libtorch_cpu + libc10, include folders, C++ ABI flag
+#   ScaleLink::torch         libtorch + libtorch_cpu + libc10, include folders, C++ ABI flag;
+#                            with SCALELINK_WITH_CUDA also libtorch_cuda + libc10_cuda and the
+#                            compile definition SCALELINK_TORCH_CUDA=1
 #   SCALELINK_TORCH_LIB_DIR
+#
+# Option SCALELINK_WITH_CUDA (default ON): use the CUDA libraries of a CUDA build of torch for
+# `pair_style scalelink device cuda`. It turns itself off for a CPU-only torch wheel; the
+# plugin then builds and runs on CPU only. No CUDA toolkit is needed either way.
 
 include_guard(GLOBAL)
 include(ScaleLinkPython)
@@ -44,5 +50,28 @@ set_target_properties(ScaleLink::torch PROPERTIES
   # the torch 2.x headers use C++20 features; the ABI flag must match the wheel's libraries
   INTERFACE_COMPILE_FEATURES cxx_std_20
   INTERFACE_COMPILE_DEFINITIONS "_GLIBCXX_USE_CXX11_ABI=${_torch_cxx11_abi}")
+
+option(SCALELINK_WITH_CUDA "Use the CUDA libraries of the torch wheel when it has them" ON)
+set(_cuda_libs "${SCALELINK_TORCH_LIB_DIR}/libtorch_cuda.so" "${SCALELINK_TORCH_LIB_DIR}/libc10_cuda.so")
+set(_torch_cuda OFF)
+if(SCALELINK_WITH_CUDA)
+  set(_torch_cuda ON)
+  foreach(_lib IN LISTS _cuda_libs)
+    if(NOT EXISTS "${_lib}")
+      set(_torch_cuda OFF)
+    endif()
+  endforeach()
+endif()
+if(_torch_cuda)
+  # Nothing in the plugin calls into these libraries directly: torch finds its CUDA backend
+  # through hooks that libtorch_cuda registers when it is loaded, so they are linked even
+  # where the linker would drop unreferenced libraries.
+  target_link_libraries(ScaleLink::torch INTERFACE
+    "-Wl,--push-state,--no-as-needed" ${_cuda_libs} "-Wl,--pop-state")
+  target_compile_definitions(ScaleLink::torch INTERFACE SCALELINK_TORCH_CUDA=1)
+  message(STATUS "ScaleLink: CUDA support from the torch wheel (libtorch_cuda, libc10_cuda)")
+else()
+  message(STATUS "ScaleLink: CPU-only build (no CUDA libraries in the torch wheel, or SCALELINK_WITH_CUDA=OFF)")
+endif()
 
 message(STATUS "ScaleLink: torch ${_torch_version} from ${_torch_dir}")

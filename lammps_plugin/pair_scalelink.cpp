@@ -1,10 +1,12 @@
 /* ----------------------------------------------------------------------
-   ScaleLink: pair_style scalelink.
+   ScaleLink: pair_style scalelink, set-up (keywords, model, species, units, device).
+   The per-step work is in pair_scalelink_compute.cpp.
 ------------------------------------------------------------------------- */
 
 #include "pair_scalelink.h"
 
 #include "scalelink_model.h"
+#include "scalelink_units.h"
 
 #include "atom.h"
 #include "comm.h"
@@ -17,15 +19,16 @@
 #include "utils.h"
 
 #include <cstdlib>
-#include <algorithm>
 #include <cstring>
+#include <stdexcept>
 
 using namespace LAMMPS_NS;
 
 /* ---------------------------------------------------------------------- */
 
 PairScaleLink::PairScaleLink(LAMMPS *lmp) :
-    Pair(lmp), cutoff(0.0), num_layers(0), n_local_nodes(0)
+    Pair(lmp), cutoff(0.0), num_layers(0), device_request("cpu"), share_gpu(false),
+    n_local_nodes(0), ghost_stride(0)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -34,10 +37,11 @@ PairScaleLink::PairScaleLink(LAMMPS *lmp) :
   // The model returns the virial itself; f.r would also miss the ghost forces that are kept
   // outside atom->f when newton_pair is off.
   no_virial_fdotr_compute = 1;
-  centroidstressflag = CENTROID_NOTAVAIL;
-  // Ghost forces: 3 doubles per atom, also when newton_pair is off (we then sum them ourselves).
-  comm_reverse = 3;
-  comm_reverse_off = 3;
+  centroidstressflag = CENTROID_AVAIL;
+  // With newton_pair off we sum ghost contributions ourselves: force (3), per-atom virial (6)
+  // and centroid virial (9) at most.
+  comm_reverse = 0;
+  comm_reverse_off = 18;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -69,9 +73,32 @@ void PairScaleLink::allocate()
 
 void PairScaleLink::settings(int narg, char **arg)
 {
-  if (narg > 0)
-    error->all(FLERR, "Unknown pair_style scalelink keyword '{}': the style takes no arguments",
-               arg[0]);
+  std::string device = "cpu";
+  bool share = false;
+  for (int iarg = 0; iarg < narg; iarg += 2) {
+    const std::string keyword = arg[iarg];
+    const bool is_device = keyword == "device";
+    if (!is_device && keyword != "share_gpu")
+      error->all(FLERR,
+                 "Unknown pair_style scalelink keyword '{}': allowed keywords are device "
+                 "(cpu, cuda, auto) and share_gpu (yes, no)",
+                 keyword);
+    const char *allowed = is_device ? "cpu, cuda or auto" : "yes or no";
+    if (iarg + 1 >= narg)
+      error->all(FLERR, "pair_style scalelink keyword {} needs a value: {}", keyword, allowed);
+    const std::string value = arg[iarg + 1];
+    if (is_device && (value == "cpu" || value == "cuda" || value == "auto"))
+      device = value;
+    else if (!is_device && (value == "yes" || value == "no"))
+      share = value == "yes";
+    else
+      error->all(FLERR, "pair_style scalelink {} '{}' is not known: use {}", keyword, value, allowed);
+  }
+
+  // The model sits on the device chosen when it was loaded: another device needs pair_coeff.
+  if (model && (device != device_request || share != share_gpu)) model.reset();
+  device_request = device;
+  share_gpu = share;
 }
 
 /* ----------------------------------------------------------------------
@@ -97,9 +124,16 @@ void PairScaleLink::coeff(int narg, char **arg)
       mapping += fmt::format(" {}={}", t, type_species[t] < 0 ? "NULL" : meta.species[type_species[t]]);
     utils::logmesg(lmp,
                    "ScaleLink model {}: species{}, cutoff {} ({} units), {} message-passing "
-                   "layer(s), {} weights, committee of {}\n  type mapping:{}\n",
-                   model_file, species, cutoff, meta.units, num_layers, meta.dtype,
-                   meta.committee_size, mapping);
+                   "layer(s), {} weights, committee of {}, on {}\n  type mapping:{}\n",
+                   model_file, species, meta.cutoff, meta.units, num_layers, meta.dtype,
+                   meta.committee_size, model->device(), mapping);
+    if (!units.identity())
+      utils::logmesg(lmp,
+                     "ScaleLink: converting model units {} to LAMMPS units {}: lengths x {:.10g} "
+                     "into the model, energies and virials x {:.10g}, forces x {:.10g} out of "
+                     "it (cutoff {:.10g} in LAMMPS units)\n",
+                     units.model_units, units.lammps_units, units.length_to_model,
+                     units.energy_to_lammps, units.force_to_lammps, cutoff);
   }
 }
 
@@ -110,10 +144,11 @@ void PairScaleLink::coeff(int narg, char **arg)
 
 void PairScaleLink::load_model(const std::string &file)
 {
+  const std::string device = select_device();
   std::unique_ptr<ScaleLink::Model> loaded;
   std::string message;
   try {
-    loaded = std::make_unique<ScaleLink::Model>(file);
+    loaded = std::make_unique<ScaleLink::Model>(file, device);
   } catch (const std::exception &e) {
     message = *e.what() ? e.what() : "unknown error while reading " + file;
   }
@@ -128,9 +163,17 @@ void PairScaleLink::load_model(const std::string &file)
     error->all(FLERR, message);
   }
 
+  // Every rank reads the same metadata, so a units problem stops all ranks alike.
+  try {
+    units = ScaleLink::unit_conversion(loaded->metadata().units, update->unit_style,
+                                       utils::get_conversion_factor(utils::ENERGY, utils::METAL2REAL));
+  } catch (const std::invalid_argument &e) {
+    error->all(FLERR, e.what());
+  }
+
   model = std::move(loaded);
   model_file = file;
-  cutoff = model->metadata().cutoff;
+  cutoff = model->metadata().cutoff / units.length_to_model;
   num_layers = model->metadata().num_layers;
   // With more than one layer, ghost atoms are graph nodes with neighbours of their own.
   ghostneigh = num_layers > 1 ? 1 : 0;
@@ -141,6 +184,57 @@ void PairScaleLink::load_model(const std::string &file)
   if (comm->me == 0)
     utils::logmesg(lmp, "ScaleLink: torch uses {} thread(s) per MPI rank\n",
                    ScaleLink::torch_num_threads());
+}
+
+/* ----------------------------------------------------------------------
+   The torch device of this rank, agreed on collectively: every rank reaches the same
+   decision or the same error. With cuda, rank k of a node takes GPU k (modulo the GPUs it
+   sees when share_gpu allows several ranks per GPU).
+------------------------------------------------------------------------- */
+
+std::string PairScaleLink::select_device()
+{
+  if (device_request == "cpu") return "cpu";
+
+  MPI_Comm node;
+  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, comm->me, MPI_INFO_NULL, &node);
+  int node_rank = 0, node_size = 1;
+  MPI_Comm_rank(node, &node_rank);
+  MPI_Comm_size(node, &node_size);
+  MPI_Comm_free(&node);
+
+  const int gpus = ScaleLink::cuda_device_count();
+  int fewest_gpus = 0, most_ranks = 0;
+  MPI_Allreduce(&gpus, &fewest_gpus, 1, MPI_INT, MPI_MIN, world);
+  MPI_Allreduce(&node_size, &most_ranks, 1, MPI_INT, MPI_MAX, world);
+
+  if (fewest_gpus == 0) {
+    const char *why = ScaleLink::built_with_cuda() ? "" : " (the plugin was built without CUDA support)";
+    if (device_request == "cuda")
+      error->all(FLERR,
+                 "pair_style scalelink: device cuda requested but torch sees no CUDA device on "
+                 "this node{}: use device cpu or auto",
+                 why);
+    if (comm->me == 0)
+      utils::logmesg(lmp, "ScaleLink: device auto: torch sees no CUDA device{}, running on cpu\n", why);
+    return "cpu";
+  }
+
+  int crowded = node_size > gpus ? 1 : 0, any_crowded = 0;
+  MPI_Allreduce(&crowded, &any_crowded, 1, MPI_INT, MPI_MAX, world);
+  if (any_crowded && !share_gpu)
+    error->all(FLERR,
+               "pair_style scalelink device {}: up to {} MPI ranks per node but only {} visible "
+               "GPU(s) on some node: run one rank per GPU or add `share_gpu yes` (also when "
+               "the launcher already binds each rank to its own GPU)",
+               device_request, most_ranks, fewest_gpus);
+
+  if (comm->me == 0)
+    utils::logmesg(lmp,
+                   "ScaleLink: device {}: running on cuda, {} rank(s) per node, {} GPU(s) per "
+                   "node at least; node-local rank k uses cuda:(k mod GPUs)\n",
+                   device_request, most_ranks, fewest_gpus);
+  return "cuda:" + std::to_string(node_rank % gpus);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -185,10 +279,13 @@ void PairScaleLink::init_style()
 {
   if (!model) error->all(FLERR, "pair_style scalelink needs a pair_coeff line with a model file");
 
-  const std::string &units = model->metadata().units;
-  if (units != update->unit_style)
-    error->all(FLERR, "{} was trained in units '{}' but LAMMPS runs in units '{}': use `units {}`",
-               model_file, units, update->unit_style, units);
+  // A skin far beyond the cutoff is a unit mix-up (units si default to 0.001 m) that would
+  // fill the ghost shell with copies of the box rather than run.
+  if (neighbor->skin > 10.0 * cutoff)
+    error->all(FLERR,
+               "pair_style scalelink: neighbor skin {:.6g} is more than 10 times the model "
+               "cutoff {:.6g} (units {}): set one that fits, e.g. `neighbor {:.3g} bin`",
+               neighbor->skin, cutoff, update->unit_style, 0.5 * cutoff);
 
   int request = NeighConst::REQ_FULL;
   if (num_layers > 1) request |= NeighConst::REQ_GHOST;
@@ -221,154 +318,3 @@ double PairScaleLink::init_one(int i, int j)
   return cutoff;
 }
 
-/* ----------------------------------------------------------------------
-   Graph of this rank: local atoms are nodes 0..n_local-1 (in neighbour-list order), then
-   every atom up to num_layers hops away, found breadth first. Only atoms within
-   num_layers - 1 hops are centres: the layer-l features of an atom l hops out need only its
-   own edges, so the outermost nodes enter as neighbours alone. With one layer this is the
-   usual "local centres and their neighbours"; with more it needs the ghost neighbour list.
-------------------------------------------------------------------------- */
-
-void PairScaleLink::build_graph()
-{
-  const int nall = atom->nlocal + atom->nghost;
-  double **x = atom->x;
-  const int *type = atom->type;
-  const int *numneigh = list->numneigh;
-  int **firstneigh = list->firstneigh;
-  const double cutoff_sq = cutoff * cutoff;
-
-  node_of_atom.assign(nall, -1);
-  node_atom.clear();
-  node_species.clear();
-  edge_centre.clear();
-  edge_neighbour.clear();
-  edge_vectors.clear();
-
-  auto add_node = [&](int i, int species) {
-    node_of_atom[i] = static_cast<int>(node_atom.size());
-    node_atom.push_back(i);
-    node_species.push_back(species);
-  };
-
-  for (int ii = 0; ii < list->inum; ii++) {
-    const int i = list->ilist[ii];
-    if (type_species[type[i]] >= 0) add_node(i, type_species[type[i]]);
-  }
-  n_local_nodes = static_cast<int>(node_atom.size());
-
-  std::size_t begin = 0;
-  for (int hop = 0; hop < num_layers; hop++) {
-    const std::size_t end = node_atom.size();
-    for (std::size_t k = begin; k < end; k++) {
-      const int i = node_atom[k];
-      const int *neighbours = firstneigh[i];
-      for (int jj = 0; jj < numneigh[i]; jj++) {
-        const int j = neighbours[jj] & NEIGHMASK;
-        const int species = type_species[type[j]];
-        if (species < 0) continue;
-        const double dx = x[j][0] - x[i][0];
-        const double dy = x[j][1] - x[i][1];
-        const double dz = x[j][2] - x[i][2];
-        if (dx * dx + dy * dy + dz * dz >= cutoff_sq) continue;
-        if (node_of_atom[j] < 0) add_node(j, species);
-        edge_centre.push_back(static_cast<std::int64_t>(k));
-        edge_neighbour.push_back(node_of_atom[j]);
-        edge_vectors.insert(edge_vectors.end(), {dx, dy, dz});
-      }
-    }
-    begin = end;
-  }
-
-  edge_index.resize(2 * edge_centre.size());
-  std::copy(edge_centre.begin(), edge_centre.end(), edge_index.begin());
-  std::copy(edge_neighbour.begin(), edge_neighbour.end(), edge_index.begin() + edge_centre.size());
-}
-
-/* ---------------------------------------------------------------------- */
-
-void PairScaleLink::compute(int eflag, int vflag)
-{
-  ev_init(eflag, vflag);
-  if (vflag_atom || cvflag_atom)
-    error->all(FLERR, "per-atom virial is not available yet in pair_style scalelink");
-
-  build_graph();
-
-  const int nlocal = atom->nlocal;
-  const bool newton = force->newton_pair != 0;
-  double **f = atom->f;
-  if (!newton) ghost_force.assign(3 * static_cast<std::size_t>(nlocal + atom->nghost), 0.0);
-
-  // A rank whose subdomain holds no atoms of mapped types has nothing to evaluate, but must
-  // still take part in the reverse communication below.
-  const int n_nodes = static_cast<int>(node_atom.size());
-  if (n_nodes > 0) {
-    ScaleLink::GraphView graph;
-    graph.n_nodes = n_nodes;
-    graph.n_local = n_local_nodes;
-    graph.n_edges = static_cast<std::int64_t>(edge_centre.size());
-    graph.edge_index = edge_index.data();
-    graph.edge_vectors = edge_vectors.data();
-    graph.species = node_species.data();
-
-    ScaleLink::ModelResult result;
-    try {
-      result = model->evaluate(graph);
-    } catch (const std::exception &e) {
-      error->one(FLERR, "pair_style scalelink: evaluating {} failed on step {}: {}", model_file,
-                 update->ntimestep, e.what());
-    }
-
-    for (int k = 0; k < n_nodes; k++) {
-      const int i = node_atom[k];
-      const double *fk = result.forces + 3 * k;
-      double *target = (newton || i < nlocal) ? f[i] : &ghost_force[3 * i];
-      target[0] += fk[0];
-      target[1] += fk[1];
-      target[2] += fk[2];
-    }
-    if (eflag_global) eng_vdwl += result.energy;
-    if (eflag_atom)
-      for (int k = 0; k < n_local_nodes; k++) eatom[node_atom[k]] += result.atomic_energy[k];
-    if (vflag_global)
-      for (int c = 0; c < 6; c++) virial[c] += result.virial[c];
-  }
-
-  // With newton_pair on, LAMMPS sums ghost forces onto their owners itself; with it off we do.
-  if (!newton) {
-    comm->reverse_comm(this);
-    for (int i = 0; i < nlocal; i++) {
-      f[i][0] += ghost_force[3 * i];
-      f[i][1] += ghost_force[3 * i + 1];
-      f[i][2] += ghost_force[3 * i + 2];
-    }
-  }
-}
-
-/* ----------------------------------------------------------------------
-   Reverse comm of ghost_force. Unpacking adds into ghost_force (not f) because the receiving
-   atom may itself be a ghost that is passed on in a later swap.
-------------------------------------------------------------------------- */
-
-int PairScaleLink::pack_reverse_comm(int n, int first, double *buf)
-{
-  int m = 0;
-  for (int i = first; i < first + n; i++) {
-    buf[m++] = ghost_force[3 * i];
-    buf[m++] = ghost_force[3 * i + 1];
-    buf[m++] = ghost_force[3 * i + 2];
-  }
-  return m;
-}
-
-void PairScaleLink::unpack_reverse_comm(int n, int *list, double *buf)
-{
-  int m = 0;
-  for (int i = 0; i < n; i++) {
-    const int j = list[i];
-    ghost_force[3 * j] += buf[m++];
-    ghost_force[3 * j + 1] += buf[m++];
-    ghost_force[3 * j + 2] += buf[m++];
-  }
-}

@@ -1,18 +1,31 @@
 /* -*- c++ -*- ----------------------------------------------------------
    ScaleLink: pair_style scalelink, graph-neural-network potentials exported to TorchScript.
 
-     pair_style scalelink
+     pair_style scalelink [device cpu|cuda|auto] [share_gpu no|yes]
      pair_coeff * * model.pt Cu Ni      (one species name or NULL per atom type)
 
+   device: where the model runs (default cpu). With cuda every MPI rank takes the GPU of its
+   node-local rank; more ranks on a node than visible GPUs is an error unless share_gpu yes.
+   auto picks cuda when every rank sees a GPU, else cpu.
+
    Each rank builds a graph from its full neighbour list (local atoms first, then the ghost
-   atoms the local energies depend on), runs the model once, and writes forces on local and
-   ghost atoms; ghost forces travel back to their owners by reverse communication.
+   atoms the local energies depend on), runs the model once, and writes forces (and per-atom
+   virials when a compute asks for them) on local and ghost atoms; ghost contributions
+   travel back to their owners by reverse communication.
+
+   Units: the model declares its own (metal); runs in units real or si are converted
+   automatically, other unit styles are refused.
+
+   Restart files do not hold the model: after read_restart, issue pair_style and pair_coeff
+   again.
 ------------------------------------------------------------------------- */
 
 #ifndef LMP_PAIR_SCALELINK_H
 #define LMP_PAIR_SCALELINK_H
 
 #include "pair.h"
+
+#include "scalelink_units.h"
 
 #include <cstdint>
 #include <memory>
@@ -21,6 +34,7 @@
 
 namespace ScaleLink {
 class Model;
+struct ModelResult;
 }
 
 namespace LAMMPS_NS {
@@ -44,6 +58,10 @@ class PairScaleLink : public Pair {
   std::string model_file;
   double cutoff;     // model cutoff, LAMMPS length units
   int num_layers;    // message-passing layers: local energies see num_layers * cutoff
+  ScaleLink::UnitConversion units;
+
+  std::string device_request;    // "cpu" | "cuda" | "auto", from pair_style
+  bool share_gpu;
 
   // type_species[t] = model species index of LAMMPS type t, -1 for NULL (t = 1..ntypes)
   std::vector<int> type_species;
@@ -53,16 +71,22 @@ class PairScaleLink : public Pair {
   std::vector<int> node_atom;       // [n_nodes] LAMMPS atom index of each node
   std::vector<std::int64_t> node_species;
   std::vector<std::int64_t> edge_centre, edge_neighbour, edge_index;
-  std::vector<double> edge_vectors;
+  std::vector<double> edge_vectors;    // model length units
   int n_local_nodes;
 
-  // Forces on ghost atoms when newton_pair is off, summed onto owners by reverse comm.
-  std::vector<double> ghost_force;
+  // With newton_pair off, what the model gives ghost atoms (force, then the per-atom virial
+  // and centroid virial when requested), ghost_stride doubles per atom, summed onto the
+  // owners by our own reverse communication.
+  std::vector<double> ghost_buffer;
+  int ghost_stride;
 
   void allocate();
   void load_model(const std::string &file);
+  std::string select_device();
   void map_species(int narg, char **arg);
   void build_graph();
+  void tally(const ScaleLink::ModelResult &result);
+  void fold_ghosts();
 };
 
 }    // namespace LAMMPS_NS

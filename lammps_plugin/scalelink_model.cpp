@@ -9,6 +9,8 @@
 #include "json.h"    // LAMMPS's bundled nlohmann::json, header only
 
 #include <ATen/Parallel.h>
+#include <c10/core/DeviceGuard.h>
+#include <torch/cuda.h>
 #include <torch/script.h>
 
 #include <cerrno>
@@ -144,14 +146,23 @@ namespace {
 
 }    // namespace
 
+bool ModelMetadata::returns(const std::string &key) const
+{
+  for (const auto &name : outputs)
+    if (name == key) return true;
+  return false;
+}
+
 struct Model::Impl {
   torch::jit::Module module;
   ModelMetadata metadata;
+  std::string device_name;
+  torch::Device device{torch::kCPU};
   // Keep the last outputs alive: ModelResult points into them.
-  at::Tensor atomic_energy, forces;
+  at::Tensor atomic_energy, forces, atomic_virial;
 };
 
-Model::Model(const std::string &path) : impl(std::make_unique<Impl>())
+Model::Model(const std::string &path, const std::string &device) : impl(std::make_unique<Impl>())
 {
   // torch's own message for a missing file is a multi-line stack dump; check first.
   {
@@ -159,9 +170,16 @@ Model::Model(const std::string &path) : impl(std::make_unique<Impl>())
     if (!probe) throw ModelError("cannot open model file " + path + ": " + std::strerror(errno));
   }
 
+  try {
+    impl->device = torch::Device(device);
+  } catch (const c10::Error &e) {
+    throw ModelError("'" + device + "' is not a torch device: " + first_line(e.what_without_backtrace()));
+  }
+  impl->device_name = device;
+
   torch::jit::ExtraFilesMap extra{{Keys::METADATA_FILE, ""}};
   try {
-    impl->module = torch::jit::load(path, torch::kCPU, extra);
+    impl->module = torch::jit::load(path, impl->device, extra);
   } catch (const c10::Error &e) {
     throw ModelError("cannot read model file " + path +
                      " as TorchScript: " + first_line(e.what_without_backtrace()));
@@ -184,27 +202,36 @@ const ModelMetadata &Model::metadata() const
   return impl->metadata;
 }
 
-ModelResult Model::evaluate(const GraphView &graph)
+const std::string &Model::device() const
 {
+  return impl->device_name;
+}
+
+ModelResult Model::evaluate(const GraphView &graph, bool atomic_virial)
+{
+  const torch::Device device = impl->device;
   const auto int64 = torch::TensorOptions().dtype(torch::kInt64);
   const auto float64 = torch::TensorOptions().dtype(torch::kFloat64);
   const std::int64_t n_nodes = graph.n_nodes, n_edges = graph.n_edges;
 
-  // Views of the caller's buffers: no copy. The model never writes its inputs; from_blob
-  // only needs a non-const pointer.
-  auto view = [](const void *data, at::IntArrayRef shape, const torch::TensorOptions &options) {
-    return torch::from_blob(const_cast<void *>(data), shape, options);
+  // Views of the caller's buffers, copied only when the model lives on another device. The
+  // model never writes its inputs; from_blob only needs a non-const pointer.
+  auto view = [device](const void *data, at::IntArrayRef shape, const torch::TensorOptions &options) {
+    return torch::from_blob(const_cast<void *>(data), shape, options).to(device);
   };
-  c10::Dict<std::string, at::Tensor> inputs;
-  inputs.insert(Keys::EDGE_INDEX,
-                n_edges ? view(graph.edge_index, {2, n_edges}, int64) : torch::empty({2, 0}, int64));
-  inputs.insert(Keys::EDGE_VECTORS,
-                n_edges ? view(graph.edge_vectors, {n_edges, 3}, float64) : torch::empty({0, 3}, float64));
-  inputs.insert(Keys::SPECIES, view(graph.species, {n_nodes}, int64));
-  inputs.insert(Keys::N_LOCAL, torch::scalar_tensor(graph.n_local, int64));
 
   ModelResult result;
   try {
+    // anything the model allocates without naming a device lands on the model's own GPU
+    const c10::DeviceGuard guard(device);
+    c10::Dict<std::string, at::Tensor> inputs;
+    inputs.insert(Keys::EDGE_INDEX, n_edges ? view(graph.edge_index, {2, n_edges}, int64)
+                                            : torch::empty({2, 0}, int64.device(device)));
+    inputs.insert(Keys::EDGE_VECTORS, n_edges ? view(graph.edge_vectors, {n_edges, 3}, float64)
+                                              : torch::empty({0, 3}, float64.device(device)));
+    inputs.insert(Keys::SPECIES, view(graph.species, {n_nodes}, int64));
+    inputs.insert(Keys::N_LOCAL, torch::scalar_tensor(graph.n_local, int64.device(device)));
+
     const c10::IValue returned = impl->module.forward({inputs});
     if (!returned.isGenericDict()) throw ModelError("the model did not return a Dict[str, Tensor]");
     const auto out = returned.toGenericDict();
@@ -214,6 +241,7 @@ ModelResult Model::evaluate(const GraphView &graph)
     impl->forces = output(out, Keys::FORCES, 3 * n_nodes);
     const at::Tensor virial = output(out, Keys::VIRIAL, 6);
     std::memcpy(result.virial, virial.data_ptr<double>(), 6 * sizeof(double));
+    impl->atomic_virial = atomic_virial ? output(out, Keys::ATOMIC_VIRIAL, 9 * n_nodes) : at::Tensor();
   } catch (const ModelError &) {
     throw;
   } catch (const c10::Error &e) {
@@ -223,6 +251,7 @@ ModelResult Model::evaluate(const GraphView &graph)
   }
   result.atomic_energy = impl->atomic_energy.data_ptr<double>();
   result.forces = impl->forces.data_ptr<double>();
+  if (atomic_virial) result.atomic_virial = impl->atomic_virial.data_ptr<double>();
   return result;
 }
 
@@ -234,6 +263,22 @@ int torch_num_threads()
 void set_torch_num_threads(int nthreads)
 {
   at::set_num_threads(nthreads);
+}
+
+bool built_with_cuda()
+{
+#ifdef SCALELINK_TORCH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+int cuda_device_count()
+{
+  // libtorch_cuda (linked in CUDA builds, see cmake/ScaleLinkTorch.cmake) registers the hooks
+  // that answer here; without it, a driver or a device the count is 0.
+  return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
 }
 
 }    // namespace ScaleLink

@@ -37,6 +37,8 @@ struct ModelMetadata {
   std::string dtype;                   // "float32" | "float64"
   int committee_size = 0;
   std::vector<std::string> outputs;
+
+  bool returns(const std::string &key) const;    // is `key` listed in outputs?
 };
 
 // A graph held in caller-owned buffers; the model only reads them.
@@ -53,28 +55,35 @@ struct GraphView {
   const std::int64_t *species = nullptr;
 };
 
-// Results of one call; the arrays stay valid until the next evaluate().
+// Results of one call, in model units; the arrays stay valid until the next evaluate().
 //   atomic_energy [n_nodes], forces [3 * n_nodes] (-dE/dr for every node, ghosts included),
-//   virial xx yy zz xy xz yz of W = -sum_e r_e (x) dE/dr_e for this graph.
+//   virial xx yy zz xy xz yz of W = -sum_e r_e (x) dE/dr_e for this graph,
+//   atomic_virial [9 * n_nodes] xx yy zz xy xz yz yx zx zy per node (each edge's virial split
+//   half to each end), only when asked for; nullptr otherwise.
 struct ModelResult {
   double energy = 0.0;
   double virial[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
   const double *atomic_energy = nullptr;
   const double *forces = nullptr;
+  const double *atomic_virial = nullptr;
 };
 
 class Model {
  public:
-  // Reads and validates `path`; throws ModelError naming the file and the reason.
-  explicit Model(const std::string &path);
+  // Reads and validates `path` and puts the weights on `device` ("cpu", "cuda:0", ...);
+  // throws ModelError naming the file and the reason.
+  explicit Model(const std::string &path, const std::string &device = "cpu");
   ~Model();
   Model(const Model &) = delete;
   Model &operator=(const Model &) = delete;
 
   const ModelMetadata &metadata() const;
 
-  // Runs the model on CPU in float64 inputs; throws ModelError on any failure.
-  ModelResult evaluate(const GraphView &graph);
+  const std::string &device() const;
+
+  // Runs the model on its device; inputs and results are float64 host arrays. The per-node
+  // virial is copied out only when `atomic_virial` is true. Throws ModelError on any failure.
+  ModelResult evaluate(const GraphView &graph, bool atomic_virial = false);
 
  private:
   struct Impl;
@@ -84,6 +93,12 @@ class Model {
 // Intra-op threads of libtorch in this process.
 int torch_num_threads();
 void set_torch_num_threads(int nthreads);
+
+// Whether the plugin was built with the CUDA libraries of torch (CMake SCALELINK_WITH_CUDA).
+bool built_with_cuda();
+
+// CUDA devices torch can use in this process (0 without CUDA support, driver or device).
+int cuda_device_count();
 
 }    // namespace ScaleLink
 

