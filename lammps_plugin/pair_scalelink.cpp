@@ -18,6 +18,7 @@
 #include "update.h"
 #include "utils.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -28,7 +29,9 @@ using namespace LAMMPS_NS;
 
 PairScaleLink::PairScaleLink(LAMMPS *lmp) :
     Pair(lmp), cutoff(0.0), num_layers(0), device_request("cpu"), share_gpu(false),
-    n_local_nodes(0), ghost_stride(0)
+    ghost_request("exchange"), ghost_given(false), exchange(false), cutghostuser_before(-1.0),
+    cutghostuser_set(0.0), n_local_nodes(0), ghost_stride(0), num_features(0),
+    comm_rows(nullptr), comm_stride(0)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -39,7 +42,9 @@ PairScaleLink::PairScaleLink(LAMMPS *lmp) :
   no_virial_fdotr_compute = 1;
   centroidstressflag = CENTROID_AVAIL;
   // With newton_pair off we sum ghost contributions ourselves: force (3), per-atom virial (6)
-  // and centroid virial (9) at most.
+  // and centroid virial (9) at most. Node features (forward) and their gradients (reverse)
+  // add F per atom once the model is known.
+  comm_forward = 0;
   comm_reverse = 0;
   comm_reverse_off = 18;
 }
@@ -73,25 +78,35 @@ void PairScaleLink::allocate()
 
 void PairScaleLink::settings(int narg, char **arg)
 {
-  std::string device = "cpu";
-  bool share = false;
+  std::string device = "cpu", ghost = "exchange";
+  bool share = false, ghost_keyword = false;
   for (int iarg = 0; iarg < narg; iarg += 2) {
     const std::string keyword = arg[iarg];
-    const bool is_device = keyword == "device";
-    if (!is_device && keyword != "share_gpu")
+    const char *allowed = keyword == "device"      ? "cpu, cuda or auto"
+                          : keyword == "share_gpu" ? "yes or no"
+                          : keyword == "ghost"     ? "exchange or full"
+                                                   : nullptr;
+    if (!allowed)
       error->all(FLERR,
                  "Unknown pair_style scalelink keyword '{}': allowed keywords are device "
-                 "(cpu, cuda, auto) and share_gpu (yes, no)",
+                 "(cpu, cuda, auto), share_gpu (yes, no) and ghost (exchange, full)",
                  keyword);
-    const char *allowed = is_device ? "cpu, cuda or auto" : "yes or no";
     if (iarg + 1 >= narg)
       error->all(FLERR, "pair_style scalelink keyword {} needs a value: {}", keyword, allowed);
     const std::string value = arg[iarg + 1];
-    if (is_device && (value == "cpu" || value == "cuda" || value == "auto"))
+    bool known = false;
+    if (keyword == "device") {
+      known = value == "cpu" || value == "cuda" || value == "auto";
       device = value;
-    else if (!is_device && (value == "yes" || value == "no"))
+    } else if (keyword == "share_gpu") {
+      known = value == "yes" || value == "no";
       share = value == "yes";
-    else
+    } else {
+      known = value == "exchange" || value == "full";
+      ghost = value;
+      ghost_keyword = true;
+    }
+    if (!known)
       error->all(FLERR, "pair_style scalelink {} '{}' is not known: use {}", keyword, value, allowed);
   }
 
@@ -99,6 +114,8 @@ void PairScaleLink::settings(int narg, char **arg)
   if (model && (device != device_request || share != share_gpu)) model.reset();
   device_request = device;
   share_gpu = share;
+  ghost_request = ghost;
+  ghost_given = ghost_keyword;
 }
 
 /* ----------------------------------------------------------------------
@@ -115,6 +132,7 @@ void PairScaleLink::coeff(int narg, char **arg)
 
   load_model(arg[2]);
   map_species(narg, arg);
+  ghost_logged.clear();    // the next run says which ghost mode this model runs in
 
   const auto &meta = model->metadata();
   if (comm->me == 0) {
@@ -175,8 +193,12 @@ void PairScaleLink::load_model(const std::string &file)
   model_file = file;
   cutoff = model->metadata().cutoff / units.length_to_model;
   num_layers = model->metadata().num_layers;
-  // With more than one layer, ghost atoms are graph nodes with neighbours of their own.
-  ghostneigh = num_layers > 1 ? 1 : 0;
+  // Comm::init sizes its buffers from these, so they must be known before the first run
+  // (see init_style for pair_style hybrid).
+  num_features = model->num_features();
+  comm_forward = num_features;
+  comm_reverse = num_features;
+  comm_reverse_off = std::max(18, num_features);
 
   // One torch thread pool per rank oversubscribes the cores under mpirun unless the user
   // chose a thread count.
@@ -287,25 +309,40 @@ void PairScaleLink::init_style()
                "cutoff {:.6g} (units {}): set one that fits, e.g. `neighbor {:.3g} bin`",
                neighbor->skin, cutoff, update->unit_style, 0.5 * cutoff);
 
-  int request = NeighConst::REQ_FULL;
-  if (num_layers > 1) request |= NeighConst::REQ_GHOST;
-  neighbor->add_request(this, request);
+  choose_ghost_mode();
+  // ghost full: ghost atoms are graph nodes with neighbours of their own
+  ghostneigh = num_layers > 1 && !exchange ? 1 : 0;
+  neighbor->add_request(this, NeighConst::REQ_FULL | (ghostneigh ? NeighConst::REQ_GHOST : 0));
+
+  // pair_style hybrid copies its sub-styles' communication sizes and ghostneigh when it is
+  // created, before pair_coeff has loaded the model: pass ours up before Comm::init sizes
+  // its buffers and Neighbor::init its ghost cutoffs from them.
+  if (force->pair != this) {
+    Pair *top = force->pair;
+    top->comm_forward = std::max(top->comm_forward, comm_forward);
+    top->comm_reverse = std::max(top->comm_reverse, comm_reverse);
+    top->comm_reverse_off = std::max(top->comm_reverse_off, comm_reverse_off);
+    if (ghostneigh) top->ghostneigh = 1;
+  }
+  if (!ghostneigh) {
+    restore_ghost_cutoff();
+    return;
+  }
 
   // Local energies depend on atoms num_layers * cutoff away, whose neighbour lists must be
   // complete: the ghost shell has to cover that distance (plus the skin, as lists persist).
-  if (num_layers > 1) {
-    const double needed = num_layers * cutoff + neighbor->skin;
-    if (comm->mode != Comm::SINGLE)
-      error->all(FLERR,
-                 "pair_style scalelink with a {}-layer model needs `comm_modify mode single`",
-                 num_layers);
-    if (comm->cutghostuser < needed) {
-      comm->cutghostuser = needed;
-      if (comm->me == 0)
-        utils::logmesg(lmp,
-                       "ScaleLink: ghost cutoff set to {:.6g} ({} layers x cutoff {} + skin {})\n",
-                       needed, num_layers, cutoff, neighbor->skin);
-    }
+  const double needed = num_layers * cutoff + neighbor->skin;
+  if (comm->mode != Comm::SINGLE)
+    error->all(FLERR,
+               "pair_style scalelink ghost full with a {}-layer model needs `comm_modify mode "
+               "single`",
+               num_layers);
+  if (comm->cutghostuser < needed) {
+    if (cutghostuser_before < 0.0) cutghostuser_before = comm->cutghostuser;
+    comm->cutghostuser = cutghostuser_set = needed;
+    if (comm->me == 0)
+      utils::logmesg(lmp, "ScaleLink: ghost cutoff set to {:.6g} ({} layers x cutoff {} + skin {})\n",
+                     needed, num_layers, cutoff, neighbor->skin);
   }
 }
 

@@ -1,17 +1,26 @@
 /* -*- c++ -*- ----------------------------------------------------------
    ScaleLink: pair_style scalelink, graph-neural-network potentials exported to TorchScript.
 
-     pair_style scalelink [device cpu|cuda|auto] [share_gpu no|yes]
+     pair_style scalelink [device cpu|cuda|auto] [share_gpu no|yes] [ghost exchange|full]
      pair_coeff * * model.pt Cu Ni      (one species name or NULL per atom type)
 
    device: where the model runs (default cpu). With cuda every MPI rank takes the GPU of its
    node-local rank; more ranks on a node than visible GPUs is an error unless share_gpu yes.
    auto picks cuda when every rank sees a GPU, else cpu.
 
+   ghost: how a model with several message-passing layers sees atoms of other ranks.
+   exchange (default): ghost atoms out to one cutoff (+ skin), as for any short-ranged pair
+   style; the model runs one layer at a time on the local atoms, and after every layer but
+   the last the ghost atoms receive their owners' node features (forward communication);
+   the gradients with respect to them go back the same way (reverse communication).
+   full: ghost atoms out to num_layers x cutoff (+ skin), every layer but the last also
+   evaluated on ghost atoms, one model call and no communication between layers. With one
+   layer both are the same.
+
    Each rank builds a graph from its full neighbour list (local atoms first, then the ghost
-   atoms the local energies depend on), runs the model once, and writes forces (and per-atom
-   virials when a compute asks for them) on local and ghost atoms; ghost contributions
-   travel back to their owners by reverse communication.
+   atoms the local energies depend on) and writes forces (and per-atom virials when a
+   compute asks for them) on local and ghost atoms; ghost contributions travel back to
+   their owners by reverse communication.
 
    Units: the model declares its own (metal); runs in units real or si are converted
    automatically, other unit styles are refused.
@@ -25,17 +34,13 @@
 
 #include "pair.h"
 
+#include "scalelink_model.h"
 #include "scalelink_units.h"
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
-
-namespace ScaleLink {
-class Model;
-struct ModelResult;
-}
 
 namespace LAMMPS_NS {
 
@@ -50,6 +55,8 @@ class PairScaleLink : public Pair {
   void init_style() override;
   double init_one(int, int) override;
 
+  int pack_forward_comm(int, int *, double *, int, int *) override;
+  void unpack_forward_comm(int, int, double *) override;
   int pack_reverse_comm(int, int, double *) override;
   void unpack_reverse_comm(int, int *, double *) override;
 
@@ -62,6 +69,12 @@ class PairScaleLink : public Pair {
 
   std::string device_request;    // "cpu" | "cuda" | "auto", from pair_style
   bool share_gpu;
+  std::string ghost_request;    // "exchange" | "full", from pair_style
+  bool ghost_given;             // ... or the default
+  bool exchange;                // features exchanged between layers in this run
+  std::string ghost_logged;     // the mode last written to the log
+  // comm->cutghostuser before "ghost full" raised it (negative: not raised), and the value set
+  double cutghostuser_before, cutghostuser_set;
 
   // type_species[t] = model species index of LAMMPS type t, -1 for NULL (t = 1..ntypes)
   std::vector<int> type_species;
@@ -80,11 +93,27 @@ class PairScaleLink : public Pair {
   std::vector<double> ghost_buffer;
   int ghost_stride;
 
+  // With ghost exchange, node features of each layer and then their gradients, F doubles
+  // per LAMMPS atom ([atom->nmax * F], grown with nmax): local rows are sent to the ghost
+  // copies by forward communication; ghost rows are summed onto the owners by reverse.
+  std::vector<double> feature_rows;
+  int num_features;
+
+  // What the pack/unpack functions move: comm_stride doubles per atom from comm_rows
+  // (ghost_buffer or feature_rows).
+  double *comm_rows;
+  int comm_stride;
+
   void allocate();
   void load_model(const std::string &file);
   std::string select_device();
   void map_species(int narg, char **arg);
-  void build_graph();
+  void choose_ghost_mode();
+  void restore_ghost_cutoff();
+  void build_graph(int hops);
+  ScaleLink::ModelResult evaluate(bool atomic_virial);
+  void send_features(const double *local_rows, double *ghost_rows);
+  void return_feature_gradients(const double *ghost_rows, double *local_rows);
   void tally(const ScaleLink::ModelResult &result);
   void fold_ghosts();
 };

@@ -1,6 +1,6 @@
 /* ----------------------------------------------------------------------
-   ScaleLink: pair_style scalelink, the per-step work: graph, model call, tallies, and the
-   reverse communication of ghost contributions when newton_pair is off.
+   ScaleLink: pair_style scalelink, the per-step work: graph, model call and tallies. The
+   communications between ranks are in pair_scalelink_exchange.cpp.
 ------------------------------------------------------------------------- */
 
 #include "pair_scalelink.h"
@@ -21,13 +21,14 @@ using namespace LAMMPS_NS;
 
 /* ----------------------------------------------------------------------
    Graph of this rank: local atoms are nodes 0..n_local-1 (in neighbour-list order), then
-   every atom up to num_layers hops away, found breadth first. Only atoms within
-   num_layers - 1 hops are centres: the layer-l features of an atom l hops out need only its
-   own edges, so the outermost nodes enter as neighbours alone. With one layer this is the
-   usual "local centres and their neighbours"; with more it needs the ghost neighbour list.
+   every atom up to `hops` hops away, found breadth first. Only atoms within hops - 1 hops
+   are centres: the layer-l features of an atom l hops out need only its own edges, so the
+   outermost nodes enter as neighbours alone. One hop (ghost exchange, or a one-layer
+   model) gives the usual "local centres and their neighbours"; more (ghost full) need the
+   ghost neighbour list.
 ------------------------------------------------------------------------- */
 
-void PairScaleLink::build_graph()
+void PairScaleLink::build_graph(int hops)
 {
   const int nall = atom->nlocal + atom->nghost;
   double **x = atom->x;
@@ -57,7 +58,7 @@ void PairScaleLink::build_graph()
   n_local_nodes = static_cast<int>(node_atom.size());
 
   std::size_t begin = 0;
-  for (int hop = 0; hop < num_layers; hop++) {
+  for (int hop = 0; hop < hops; hop++) {
     const std::size_t end = node_atom.size();
     for (std::size_t k = begin; k < end; k++) {
       const int i = node_atom[k];
@@ -96,7 +97,7 @@ void PairScaleLink::compute(int eflag, int vflag)
                "'{}' (metadata 'outputs'): re-export the model with `scalelink deploy`",
                model_file, ScaleLink::Keys::ATOMIC_VIRIAL);
 
-  build_graph();
+  build_graph(exchange ? 1 : num_layers);
 
   // With newton_pair on, LAMMPS sums ghost forces (and, in the stress computes, ghost
   // per-atom virials) onto their owners itself; with it off we do, from ghost_buffer.
@@ -105,27 +106,44 @@ void PairScaleLink::compute(int eflag, int vflag)
   if (!newton) ghost_buffer.assign(static_cast<std::size_t>(ghost_stride) * (atom->nlocal + atom->nghost), 0.0);
 
   // A rank whose subdomain holds no atoms of mapped types has nothing to evaluate, but must
-  // still take part in the reverse communication below.
-  if (!node_atom.empty()) {
-    ScaleLink::GraphView graph;
-    graph.n_nodes = static_cast<std::int64_t>(node_atom.size());
-    graph.n_local = n_local_nodes;
-    graph.n_edges = static_cast<std::int64_t>(edge_centre.size());
-    graph.edge_index = edge_index.data();
-    graph.edge_vectors = edge_vectors.data();
-    graph.species = node_species.data();
-
-    ScaleLink::ModelResult result;
-    try {
-      result = model->evaluate(graph, atomic_virial);
-    } catch (const std::exception &e) {
-      error->one(FLERR, "pair_style scalelink: evaluating {} failed on step {}: {}", model_file,
-                 update->ntimestep, e.what());
-    }
-    tally(result);
+  // still take part in the communications: those between layers (evaluate_layers sees to
+  // that) and the reverse communication below.
+  if (exchange || !node_atom.empty()) {
+    const ScaleLink::ModelResult result = evaluate(atomic_virial);
+    if (!node_atom.empty()) tally(result);
   }
 
   if (!newton) fold_ghosts();
+}
+
+/* ---------------------------------------------------------------------- */
+
+ScaleLink::ModelResult PairScaleLink::evaluate(bool atomic_virial)
+{
+  ScaleLink::GraphView graph;
+  graph.n_nodes = static_cast<std::int64_t>(node_atom.size());
+  graph.n_local = n_local_nodes;
+  graph.n_edges = static_cast<std::int64_t>(edge_centre.size());
+  graph.edge_index = edge_index.data();
+  graph.edge_vectors = edge_vectors.data();
+  graph.species = node_species.data();
+
+  ScaleLink::FeatureExchange features;
+  if (exchange) {
+    const std::size_t needed = static_cast<std::size_t>(num_features) * atom->nmax;
+    if (feature_rows.size() < needed) feature_rows.resize(needed);
+    features.forward = [this](const double *local, double *ghost) { send_features(local, ghost); };
+    features.reverse = [this](const double *ghost, double *local) { return_feature_gradients(ghost, local); };
+  }
+
+  try {
+    return exchange ? model->evaluate_layers(graph, features, atomic_virial)
+                    : model->evaluate(graph, atomic_virial);
+  } catch (const std::exception &e) {
+    error->one(FLERR, "pair_style scalelink: evaluating {} failed on step {}: {}", model_file,
+               update->ntimestep, e.what());
+  }
+  return {};
 }
 
 /* ----------------------------------------------------------------------
@@ -180,6 +198,8 @@ void PairScaleLink::tally(const ScaleLink::ModelResult &result)
 
 void PairScaleLink::fold_ghosts()
 {
+  comm_rows = ghost_buffer.data();
+  comm_stride = ghost_stride;
   comm->reverse_comm(this);
   const int nlocal = atom->nlocal;
   double **f = atom->f;
@@ -193,25 +213,5 @@ void PairScaleLink::fold_ghosts()
     }
     if (cvflag_atom)
       for (int c = 0; c < 9; c++) cvatom[i][c] += from[c];
-  }
-}
-
-/* ----------------------------------------------------------------------
-   Reverse comm of ghost_buffer. Unpacking adds into ghost_buffer (not f) because the
-   receiving atom may itself be a ghost that is passed on in a later swap.
-------------------------------------------------------------------------- */
-
-int PairScaleLink::pack_reverse_comm(int n, int first, double *buf)
-{
-  const double *from = &ghost_buffer[ghost_stride * first];
-  std::copy(from, from + n * ghost_stride, buf);
-  return n * ghost_stride;
-}
-
-void PairScaleLink::unpack_reverse_comm(int n, int *list, double *buf)
-{
-  for (int i = 0; i < n; i++) {
-    double *to = &ghost_buffer[ghost_stride * list[i]];
-    for (int c = 0; c < ghost_stride; c++) to[c] += buf[ghost_stride * i + c];
   }
 }

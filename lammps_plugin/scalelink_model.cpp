@@ -5,13 +5,13 @@
 #include "scalelink_model.h"
 
 #include "scalelink_keys.h"
+#include "scalelink_model_impl.h"
 
 #include "json.h"    // LAMMPS's bundled nlohmann::json, header only
 
 #include <ATen/Parallel.h>
 #include <c10/core/DeviceGuard.h>
 #include <torch/cuda.h>
-#include <torch/script.h>
 
 #include <cerrno>
 #include <cstring>
@@ -21,14 +21,32 @@ using LAMMPS_NS::json;
 
 namespace ScaleLink {
 
-namespace {
+namespace detail {
 
-  // torch messages run over many lines (context, backtrace); LAMMPS errors are one line.
   std::string first_line(const std::string &text)
   {
     const auto end = text.find('\n');
     return end == std::string::npos ? text : text.substr(0, end);
   }
+
+  at::Tensor output(const c10::impl::GenericDict &out, const char *key, std::int64_t numel)
+  {
+    const auto it = out.find(key);
+    if (it == out.end() || !it->value().isTensor())
+      throw ModelError(std::string("the model returned no tensor '") + key + "'");
+    at::Tensor value = it->value().toTensor().detach().to(torch::kCPU, torch::kFloat64).contiguous();
+    if (value.numel() != numel)
+      throw ModelError(std::string("the model returned '") + key + "' with " +
+                       std::to_string(value.numel()) + " values, expected " + std::to_string(numel));
+    return value;
+  }
+
+}    // namespace detail
+
+using detail::first_line;
+using detail::output;
+
+namespace {
 
   // A metadata field that must be present; the message names the field and the fix.
   const json &require(const json &meta, const char *key, const std::string &path)
@@ -131,17 +149,12 @@ namespace {
     return md;
   }
 
-  // Output `key` as a contiguous float64 CPU tensor with `numel` elements.
-  at::Tensor output(const c10::impl::GenericDict &out, const char *key, std::int64_t numel)
+  // The per-layer methods are optional: files written before they existed still run whole.
+  int layer_interface_width(torch::jit::Module &module)
   {
-    const auto it = out.find(key);
-    if (it == out.end() || !it->value().isTensor())
-      throw ModelError(std::string("the model returned no tensor '") + key + "'");
-    at::Tensor value = it->value().toTensor().detach().to(torch::kCPU, torch::kFloat64).contiguous();
-    if (value.numel() != numel)
-      throw ModelError(std::string("the model returned '") + key + "' with " +
-                       std::to_string(value.numel()) + " values, expected " + std::to_string(numel));
-    return value;
+    for (const char *name : {"num_features", "embed", "layer", "readout", "derivatives"})
+      if (!module.find_method(name)) return 0;
+    return static_cast<int>(module.run_method("num_features").toInt());
   }
 
 }    // namespace
@@ -152,15 +165,6 @@ bool ModelMetadata::returns(const std::string &key) const
     if (name == key) return true;
   return false;
 }
-
-struct Model::Impl {
-  torch::jit::Module module;
-  ModelMetadata metadata;
-  std::string device_name;
-  torch::Device device{torch::kCPU};
-  // Keep the last outputs alive: ModelResult points into them.
-  at::Tensor atomic_energy, forces, atomic_virial;
-};
 
 Model::Model(const std::string &path, const std::string &device) : impl(std::make_unique<Impl>())
 {
@@ -193,6 +197,12 @@ Model::Model(const std::string &path, const std::string &device) : impl(std::mak
     throw ModelError(path + " has no " + std::string(Keys::METADATA_FILE) +
                      " inside: it is not a ScaleLink model; export it with `scalelink deploy`");
   impl->metadata = parse_metadata(text, path);
+  impl->dtype = impl->metadata.dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
+  try {
+    impl->num_features = layer_interface_width(impl->module);
+  } catch (const std::exception &e) {
+    throw ModelError(path + ": calling num_features() failed: " + first_line(e.what()));
+  }
 }
 
 Model::~Model() = default;
@@ -205,6 +215,11 @@ const ModelMetadata &Model::metadata() const
 const std::string &Model::device() const
 {
   return impl->device_name;
+}
+
+int Model::num_features() const
+{
+  return impl->num_features;
 }
 
 ModelResult Model::evaluate(const GraphView &graph, bool atomic_virial)

