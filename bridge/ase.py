@@ -19,7 +19,7 @@ from . import keys
 from .errors import ModelFileError, SpeciesError, UnitsError
 from .model_file import ModelMetadata, load_model
 
-__all__ = ["ScaleLinkCalculator", "neighbor_graph", "species_indices"]
+__all__ = ["ScaleLinkCalculator", "committee_deviations", "neighbor_graph", "species_indices"]
 
 
 def neighbor_graph(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
@@ -81,9 +81,17 @@ class ScaleLinkCalculator(Calculator):
     Results are in eV and Å: ``energy`` and ``free_energy`` (eV), ``forces`` [N, 3] (eV/Å),
     ``stress`` as a Voigt 6-vector (eV/Å³, fully periodic cells only), per-atom
     ``energies`` [N] (eV) and per-atom ``stresses`` [N, 6] (eV/Å³, summing to ``stress``).
+
+    For a committee (``committee_size`` M > 1) these are the members' means, and the
+    results also hold how far the members disagree, as population standard deviations
+    over the M members: ``energy_deviation`` (eV), the standard deviation of the member
+    energies; ``forces_deviation`` [N] (eV/Å), per atom
+    :math:`\\sqrt{\\tfrac1M \\sum_m |F_{m,i} - \\bar F_i|^2}`; and ``max_force_deviation``
+    (eV/Å), its largest value over the atoms.
     """
 
-    implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "forces", "stress", "energies", "stresses"]
+    implemented_properties: list[str] = ["energy", "free_energy", "forces", "stress", "energies", "stresses"]
+    committee_properties: ClassVar[list[str]] = ["energy_deviation", "forces_deviation", "max_force_deviation"]
 
     def __init__(self, model: str | os.PathLike[str], *, device: str = "cpu", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -99,6 +107,8 @@ class ScaleLinkCalculator(Calculator):
                 f"{self.model_path!r} works in LAMMPS units {self.metadata.units!r}, but ASE works in eV and Å "
                 "(LAMMPS 'metal'); re-export the model in metal units"
             )
+        if self.metadata.committee_size > 1:
+            self.implemented_properties = [*type(self).implemented_properties, *self.committee_properties]
 
     @property
     def model_metadata(self) -> ModelMetadata:
@@ -139,3 +149,30 @@ class ScaleLinkCalculator(Calculator):
             self.results["stresses"] = -symmetric[:, [0, 1, 2, 5, 4, 3]] / volume
         elif "stress" in (properties or []):
             raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
+        if self.metadata.committee_size > 1:
+            self.results.update(committee_deviations(out))
+
+
+def committee_deviations(out: dict[str, torch.Tensor]) -> dict[str, float | np.ndarray]:
+    """How far the members of a committee disagree, from the outputs of one forward call.
+
+    Args:
+        out: the outputs of a committee model, with ``member_energy`` [M] (eV) and
+            ``member_forces`` [M, N, 3] (eV/Å).
+
+    Returns:
+        ``energy_deviation`` (eV): the standard deviation of the M member energies;
+        ``forces_deviation`` [N] (eV/Å): per atom, the root mean square over the members
+        of ``|F_m,i - mean_m F_m,i|``; ``max_force_deviation`` (eV/Å): its maximum (0 for
+        no atoms). Population statistics (divided by M, not M - 1), as LAMMPS'
+        ``compute scalelink/deviation`` reports them.
+    """
+    member_energy = out[keys.MEMBER_ENERGY].detach().cpu().numpy().astype(np.float64)
+    member_forces = out[keys.MEMBER_FORCES].detach().cpu().numpy().astype(np.float64)
+    spread = member_forces - member_forces.mean(axis=0)
+    forces_deviation = np.sqrt((spread**2).sum(axis=2).mean(axis=0))
+    return {
+        "energy_deviation": float(member_energy.std()),
+        "forces_deviation": forces_deviation,
+        "max_force_deviation": float(forces_deviation.max(initial=0.0)),
+    }

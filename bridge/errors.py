@@ -6,6 +6,7 @@ Every message says what was wrong, the value received, what was expected and how
 from __future__ import annotations
 
 __all__ = [
+    "CommitteeError",
     "ConfigError",
     "DataError",
     "ModelFileError",
@@ -29,6 +30,10 @@ class SpeciesError(ScaleLinkError):
 
 class UnitsError(ScaleLinkError):
     """Units of a model and of the engine running it do not match or are unknown."""
+
+
+class CommitteeError(ScaleLinkError):
+    """The members of a committee do not agree (species, cutoff, message-passing layers)."""
 
 
 class ConfigError(ScaleLinkError):

@@ -27,9 +27,13 @@ ATOMIC_ENERGY: Final = "atomic_energy"  # [n_nodes] float64
 FORCES: Final = "forces"  # [n_nodes, 3] float64, -dE/dr for every node (ghosts included)
 VIRIAL: Final = "virial"  # [6] float64: xx yy zz xy xz yz of W = -sum_e r_e (x) dE/dr_e
 ATOMIC_VIRIAL: Final = "atomic_virial"  # [n_nodes, 9] float64: per-node W, xx yy zz xy xz yz yx zx zy
+# committees (committee_size M > 1) return the members' mean under the keys above, and also
+MEMBER_ENERGY: Final = "member_energy"  # [M] float64: each member's energy of the local nodes
+MEMBER_FORCES: Final = "member_forces"  # [M, n_nodes, 3] float64: each member's -dE/dr
 
 MODEL_INPUTS: Final = (EDGE_INDEX, EDGE_VECTORS, SPECIES, N_LOCAL)
 MODEL_OUTPUTS: Final = (ENERGY, ATOMIC_ENERGY, FORCES, VIRIAL, ATOMIC_VIRIAL)
+COMMITTEE_OUTPUTS: Final = (MEMBER_ENERGY, MEMBER_FORCES)
 
 # ---- metadata stored in the model file (_extra_files) ---------------------------------
 METADATA_FILE: Final = "scalelink_metadata.json"  # the one extra file, a JSON object
@@ -60,6 +64,7 @@ REQUIRED_METADATA: Final = (
 __all__ = [
     "ATOMIC_ENERGY",
     "ATOMIC_VIRIAL",
+    "COMMITTEE_OUTPUTS",
     "COMMITTEE_SIZE",
     "CUTOFF",
     "DTYPE",
@@ -69,6 +74,8 @@ __all__ = [
     "FORCES",
     "FORMAT_VERSION",
     "KIND",
+    "MEMBER_ENERGY",
+    "MEMBER_FORCES",
     "METADATA_FILE",
     "MODEL_INPUTS",
     "MODEL_OUTPUTS",

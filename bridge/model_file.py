@@ -78,6 +78,12 @@ class ModelMetadata:
                 raise ModelFileError(f"num_layers must be at least 1, got {self.num_layers!r}")
         if self.committee_size < 1:
             raise ModelFileError(f"committee_size must be at least 1, got {self.committee_size!r}")
+        missing = [key for key in keys.COMMITTEE_OUTPUTS if key not in self.outputs]
+        if self.committee_size > 1 and missing:
+            raise ModelFileError(
+                f"a committee of {self.committee_size} must return {list(keys.COMMITTEE_OUTPUTS)}, "
+                f"but its outputs {self.outputs} lack {missing}; re-export it with `scalelink deploy`"
+            )
         unit_style(self.units)
 
     def to_json(self) -> str:

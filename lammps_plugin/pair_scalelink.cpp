@@ -31,7 +31,7 @@ PairScaleLink::PairScaleLink(LAMMPS *lmp) :
     Pair(lmp), cutoff(0.0), num_layers(0), device_request("cpu"), share_gpu(false),
     ghost_request("exchange"), ghost_given(false), exchange(false), cutghostuser_before(-1.0),
     cutghostuser_set(0.0), n_local_nodes(0), ghost_stride(0), num_features(0),
-    comm_rows(nullptr), comm_stride(0)
+    deviation_timestep(-1), comm_rows(nullptr), comm_stride(0)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -194,11 +194,16 @@ void PairScaleLink::load_model(const std::string &file)
   cutoff = model->metadata().cutoff / units.length_to_model;
   num_layers = model->metadata().num_layers;
   // Comm::init sizes its buffers from these, so they must be known before the first run
-  // (see init_style for pair_style hybrid).
+  // (see init_style for pair_style hybrid). A committee's member forces go back to their
+  // owners whatever newton_pair is.
   num_features = model->num_features();
+  const int members = model->metadata().committee_size;
+  const int member_values = members > 1 ? 3 * members : 0;
   comm_forward = num_features;
-  comm_reverse = num_features;
-  comm_reverse_off = std::max(18, num_features);
+  comm_reverse = std::max(num_features, member_values);
+  comm_reverse_off = std::max({18, num_features, member_values});
+  local_member_energy.assign(members > 1 ? members : 0, 0.0);
+  deviation_timestep = -1;
 
   // One torch thread pool per rank oversubscribes the cores under mpirun unless the user
   // chose a thread count.

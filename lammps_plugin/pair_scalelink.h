@@ -25,6 +25,12 @@
    Units: the model declares its own (metal); runs in units real or si are converted
    automatically, other unit styles are refused.
 
+   Committees (a model file with committee_size M > 1) run in ghost full mode: forces,
+   energies and virials are the members' mean, and on every step each member's forces are
+   summed onto the owning atoms as well (a reverse communication of 3 M values per atom),
+   giving every local atom the deviation of the member forces that compute
+   scalelink/deviation reports.
+
    Restart files do not hold the model: after read_restart, issue pair_style and pair_coeff
    again.
 ------------------------------------------------------------------------- */
@@ -59,6 +65,20 @@ class PairScaleLink : public Pair {
   void unpack_forward_comm(int, int, double *) override;
   int pack_reverse_comm(int, int, double *) override;
   void unpack_reverse_comm(int, int *, double *) override;
+  double memory_usage() override;
+
+  // For compute scalelink/deviation, in LAMMPS units; valid on the step deviation_step().
+  int committee_size() const;               // M, 1 for a single model, 0 before pair_coeff
+  const std::string &model_path() const { return model_file; }
+  bigint deviation_step() const { return deviation_timestep; }    // -1: never computed
+  // [nlocal] sqrt(mean_m |F_m,i - mean_m F_m,i|^2) of each local atom (force units)
+  const double *force_deviation() const { return deviation.data(); }
+  // [M] each member's energy of this rank's local atoms (energy units)
+  const std::vector<double> &member_energy() const { return local_member_energy; }
+  // Species name of each atom type, "NULL" for unmapped types (index 1..ntypes).
+  std::vector<std::string> type_species_names() const;
+  // Factors between the model's units and the run's.
+  const ScaleLink::UnitConversion &unit_conversion() const { return units; }
 
  private:
   std::unique_ptr<ScaleLink::Model> model;
@@ -99,8 +119,17 @@ class PairScaleLink : public Pair {
   std::vector<double> feature_rows;
   int num_features;
 
+  // Committees: each member's forces, 3 M doubles per LAMMPS atom ([(nlocal + nghost) *
+  // 3 M], member m's force at 3 m), ghost rows summed onto the owners by reverse
+  // communication; then the per-atom force deviation ([nmax]) and this rank's member
+  // energies ([M]), from the step deviation_timestep.
+  std::vector<double> member_rows;
+  std::vector<double> deviation;
+  std::vector<double> local_member_energy;
+  bigint deviation_timestep;
+
   // What the pack/unpack functions move: comm_stride doubles per atom from comm_rows
-  // (ghost_buffer or feature_rows).
+  // (ghost_buffer, feature_rows or member_rows).
   double *comm_rows;
   int comm_stride;
 
@@ -116,6 +145,7 @@ class PairScaleLink : public Pair {
   void return_feature_gradients(const double *ghost_rows, double *local_rows);
   void tally(const ScaleLink::ModelResult &result);
   void fold_ghosts();
+  void committee_deviation(const ScaleLink::ModelResult *result);
 };
 
 }    // namespace LAMMPS_NS

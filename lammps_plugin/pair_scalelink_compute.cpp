@@ -107,13 +107,15 @@ void PairScaleLink::compute(int eflag, int vflag)
 
   // A rank whose subdomain holds no atoms of mapped types has nothing to evaluate, but must
   // still take part in the communications: those between layers (evaluate_layers sees to
-  // that) and the reverse communication below.
+  // that) and the reverse communications below.
+  ScaleLink::ModelResult result;
   if (exchange || !node_atom.empty()) {
-    const ScaleLink::ModelResult result = evaluate(atomic_virial);
+    result = evaluate(atomic_virial);
     if (!node_atom.empty()) tally(result);
   }
 
   if (!newton) fold_ghosts();
+  if (committee_size() > 1) committee_deviation(node_atom.empty() ? nullptr : &result);
 }
 
 /* ---------------------------------------------------------------------- */

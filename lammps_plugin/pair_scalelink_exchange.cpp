@@ -18,21 +18,29 @@
 using namespace LAMMPS_NS;
 
 /* ----------------------------------------------------------------------
-   ghost exchange needs the per-layer methods of the model file. Without them the default
-   falls back to ghost full with a warning; an explicit `ghost exchange` is an error.
+   ghost exchange needs the per-layer methods of the model file. Committees have none by
+   design: they run ghost full, which the log says. A single model without them was
+   exported before they existed: the default falls back to ghost full with a warning. An
+   explicit `ghost exchange` is an error in both cases.
 ------------------------------------------------------------------------- */
 
 void PairScaleLink::choose_ghost_mode()
 {
+  const int committee = model->metadata().committee_size;
   exchange = num_layers > 1 && ghost_request == "exchange";
   if (exchange && num_features == 0) {
+    if (ghost_given && committee > 1)
+      error->all(FLERR,
+                 "pair_style scalelink ghost exchange: {} is a committee of {} models, which "
+                 "runs in ghost full mode only: use ghost full or leave the keyword out",
+                 model_file, committee);
     if (ghost_given)
       error->all(FLERR,
                  "pair_style scalelink ghost exchange: {} has no per-layer methods (embed, "
                  "layer, readout, derivatives): re-export it with `scalelink deploy`, or use "
                  "ghost full",
                  model_file);
-    if (comm->me == 0 && ghost_logged != "full")
+    if (comm->me == 0 && ghost_logged != "full" && committee == 1)
       error->warning(FLERR,
                      "pair_style scalelink: {} has no per-layer methods: using ghost full "
                      "(ghost atoms out to {} x cutoff); re-export it with `scalelink deploy` "
@@ -54,8 +62,9 @@ void PairScaleLink::choose_ghost_mode()
                      cutoff, num_features, num_layers - 1);
     else
       utils::logmesg(lmp,
-                     "ScaleLink: ghost full: ghost atoms out to {} layers x cutoff {} + skin, "
+                     "ScaleLink: ghost full{}: ghost atoms out to {} layers x cutoff {} + skin, "
                      "layers evaluated on ghost atoms\n",
+                     committee > 1 ? fmt::format(" (committee of {} models)", committee) : "",
                      num_layers, cutoff);
   }
   ghost_logged = mode;

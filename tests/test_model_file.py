@@ -66,3 +66,8 @@ def test_invalid_metadata_values_are_refused() -> None:
         ModelMetadata(species=["Cu", "Cu"], cutoff=4.0, num_layers=2)
     with pytest.raises(ModelFileError, match="cutoff must be positive"):
         ModelMetadata(species=["Cu"], cutoff=0.0, num_layers=2)
+
+
+def test_committee_without_member_outputs_is_refused() -> None:
+    with pytest.raises(ModelFileError, match=r"committee of 3 must return .*member_energy"):
+        ModelMetadata(species=["Cu"], cutoff=4.0, num_layers=2, committee_size=3)

@@ -162,5 +162,6 @@ def test_run_folder_has_curves_per_species_metrics_and_card(reference_data: str,
     assert main(["deploy", str(run), "-o", str(tmp_path / "m.pt")]) == 0
     card = json.loads((tmp_path / "m.card.json").read_text())
     assert card["metadata"]["species"] == ["Cu", "Ni"]
-    assert card["training_data"][0]["sha256"] and card["metrics"]["test"]
+    (entry,) = card["training_runs"]
+    assert entry["training_data"][0]["sha256"] and entry["metrics"]["test"]
     assert "torch" in card["metadata"]["versions"]

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from .config import LossWeights, ModelConfig, TrainConfig, load_config
 from .evaluate import evaluate_model_file
-from .export import DeployedPotential, export_potential
+from .export import DeployedCommittee, DeployedPotential, export_committee, export_potential
 from .model import GNNPotential
 from .trainer import TrainResult, load_checkpoint, train
 
 __all__ = [
+    "DeployedCommittee",
     "DeployedPotential",
     "GNNPotential",
     "LossWeights",
@@ -21,6 +22,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "evaluate_model_file",
+    "export_committee",
     "export_potential",
     "load_checkpoint",
     "load_config",

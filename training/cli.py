@@ -2,7 +2,7 @@
 
 ``scalelink train CONFIG.yaml [--data ...] [--species ...] [--cutoff X] [--epochs N] [--out DIR]``
 ``scalelink train --resume RUN_DIR [--epochs N]``
-``scalelink deploy RUN_DIR -o model.pt [--dtype float64]``
+``scalelink deploy RUN_DIR [RUN_DIR ...] -o model.pt [--dtype float64]`` (several runs: a committee)
 ``scalelink evaluate model.pt DATA [DATA ...] [-o metrics.json]``
 ``scalelink make-data OUT.extxyz [--n 400] [--species Cu Ni]``
 ``scalelink demo [--out DIR]``
@@ -50,17 +50,28 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from .export import export_potential
+    from .export import export_committee, export_potential
+    from .model_card import write_model_card
     from .trainer import load_checkpoint
 
-    from .model_card import write_model_card
-
-    model, species = load_checkpoint(args.run_dir, args.checkpoint)
-    metadata = export_potential(model, species, args.output, dtype=args.dtype)
-    card = write_model_card(args.output, args.run_dir, metadata)
+    loaded = [load_checkpoint(run_dir, args.checkpoint) for run_dir in args.run_dirs]
+    species = loaded[0][1]
+    for run_dir, (_, other) in zip(args.run_dirs, loaded):
+        if other != species:
+            raise ScaleLinkError(
+                f"the runs of a committee must share one species list: {args.run_dirs[0]} has "
+                f"{species}, {run_dir} has {other}; train every member on the same species"
+            )
+    models = [model for model, _ in loaded]
+    if len(models) == 1:
+        metadata = export_potential(models[0], species, args.output, dtype=args.dtype)
+    else:
+        metadata = export_committee(models, species, args.output, dtype=args.dtype)
+    card = write_model_card(args.output, args.run_dirs, metadata)
+    committee = f", committee of {metadata.committee_size}" if metadata.committee_size > 1 else ""
     print(
         f"wrote {args.output}: species {' '.join(metadata.species)}, cutoff {metadata.cutoff} Å, "
-        f"{metadata.num_layers} layers, {metadata.dtype}; model card {card}"
+        f"{metadata.num_layers} layers, {metadata.dtype}{committee}; model card {card}"
     )
     return 0
 
@@ -111,8 +122,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("deploy", help="write a trained run as one model file")
-    p.add_argument("run_dir", help="folder written by `scalelink train`")
+    p = sub.add_parser("deploy", help="write a trained run, or several as a committee, as one model file")
+    p.add_argument(
+        "run_dirs", nargs="+", metavar="RUN_DIR",
+        help="folder written by `scalelink train`; several make a committee evaluated in one call",
+    )
     p.add_argument("-o", "--output", required=True, help="model file to write (e.g. model.pt)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float64", help="deployed precision")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")

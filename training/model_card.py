@@ -1,5 +1,5 @@
 """The model card: a JSON file beside each deployed model saying what it was trained on,
-how well it does and with which software."""
+how well it does and with which software (for a committee, every member's run)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import datetime
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -32,9 +33,8 @@ def _sha256(path: str) -> str | None:
     return digest.hexdigest()
 
 
-def write_model_card(model_path: str | os.PathLike[str], run_dir: str | os.PathLike[str], metadata: ModelMetadata) -> str:
-    """Write the card of ``model_path`` from its training run folder; return the card's path."""
-    run_dir = os.fspath(run_dir)
+def _run_entry(run_dir: str) -> dict[str, Any]:
+    """What the card says about one training run folder."""
 
     def load(name: str, reader: Any) -> Any:
         path = os.path.join(run_dir, name)
@@ -44,15 +44,36 @@ def write_model_card(model_path: str | os.PathLike[str], run_dir: str | os.PathL
             return reader(handle)
 
     config = load("config.yaml", yaml.safe_load) or {}
+    return {
+        "run": os.path.abspath(run_dir),
+        "training_data": [{"path": p, "sha256": _sha256(p)} for p in config.get("data", [])],
+        "training_config": config,
+        "metrics": load("metrics.json", json.load),
+    }
+
+
+def write_model_card(
+    model_path: str | os.PathLike[str],
+    run_dirs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    metadata: ModelMetadata,
+) -> str:
+    """Write the card of ``model_path`` from its training run folder(s); return the card's path.
+
+    Args:
+        model_path: the deployed model file.
+        run_dirs: the run folder of a single model, or those of a committee's members in
+            member order; the card's ``training_runs`` lists each with its data (and their
+            checksums), configuration and metrics.
+        metadata: the metadata written into the model file.
+    """
+    if isinstance(run_dirs, (str, os.PathLike)):
+        run_dirs = [run_dirs]
     card = {
         "model_file": os.path.basename(os.fspath(model_path)),
         "model_sha256": _sha256(os.fspath(model_path)),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "metadata": json.loads(metadata.to_json()),
-        "training_run": os.path.abspath(run_dir),
-        "training_data": [{"path": p, "sha256": _sha256(p)} for p in config.get("data", [])],
-        "training_config": config,
-        "metrics": load("metrics.json", json.load),
+        "training_runs": [_run_entry(os.fspath(run_dir)) for run_dir in run_dirs],
     }
     path = model_card_path(model_path)
     with open(path, "w", encoding="utf-8") as handle:
