@@ -157,3 +157,38 @@ def test_deploy_refuses_runs_with_other_species(tmp_path, capsys) -> None:
     assert main(["deploy", str(first), str(second), "-o", str(tmp_path / "bad.pt")]) == 2
     assert "share one species list" in capsys.readouterr().err
     assert not (tmp_path / "bad.pt").exists()
+
+
+def test_calibration_ranks_and_bins() -> None:
+    from scalelink.training.calibration import calibration
+
+    deviation = np.linspace(0.01, 1.0, 50)
+    assert calibration(deviation, 2.0 * deviation).spearman == pytest.approx(1.0)
+    assert calibration(deviation, deviation[::-1]).spearman == pytest.approx(-1.0)
+    result = calibration(deviation, deviation, bins=5)
+    np.testing.assert_allclose(result.bin_deviation, [deviation[10 * k:10 * k + 10].mean() for k in range(5)])
+    with pytest.raises(ValueError, match="equal-length"):
+        calibration(deviation, deviation[:3])
+
+
+def test_evaluate_reports_committee_calibration(committee_files, reference_data, tmp_path) -> None:
+    from ase.io import read
+    from scipy.stats import spearmanr
+
+    committee, members = committee_files
+    out = tmp_path / "eval.json"
+    plot = tmp_path / "parity.png"
+    assert main(["evaluate", committee, reference_data, "-o", str(out), "--plot", str(plot)]) == 0
+    report = json.loads(out.read_text())["uncertainty"]
+    assert (tmp_path / "parity_calibration.png").is_file()
+
+    deviations, errors = [], []
+    for atoms in read(reference_data, index=":"):
+        reference = atoms.get_forces()
+        forces = np.stack([_results(atoms, m)["forces"] for m in members])
+        mean = forces.mean(axis=0)
+        deviations.append(np.sqrt(((forces - mean) ** 2).sum(axis=2).mean(axis=0)))
+        errors.append(np.linalg.norm(mean - reference, axis=1))
+    expected = spearmanr(np.concatenate(deviations), np.concatenate(errors)).statistic
+    assert report["spearman_force_deviation_vs_error"] == pytest.approx(expected, abs=1e-9)
+    assert report["n_atoms"] == sum(len(d) for d in deviations)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+import numpy as np
 from collections.abc import Sequence
 
 from scalelink.bridge.errors import ScaleLinkError
@@ -83,7 +85,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     metrics, collected = evaluate_model_file(args.model, args.data, device=args.device)
     print(metrics.summary())
     output = args.output or os.path.splitext(args.model)[0] + "_metrics.json"
-    write_json({"model": args.model, "data": list(args.data), **metrics.as_dict()}, output)
+    report: dict[str, object] = {"model": args.model, "data": list(args.data), **metrics.as_dict()}
+    if collected.force_deviation:
+        from .calibration import calibration, calibration_plot
+
+        deviation = np.concatenate(collected.force_deviation)
+        f_pred, f_ref = collected.arrays("forces")
+        error = np.linalg.norm(f_pred - f_ref, axis=1)
+        result = calibration(deviation, error)
+        report["uncertainty"] = result.as_dict()
+        print(f"committee: Spearman correlation of force deviation and force error {result.spearman:.3f} "
+              f"({result.n_atoms} atoms)")
+        if args.plot:
+            calibration_plot(result, deviation, error, os.path.splitext(args.plot)[0] + "_calibration.png")
+    write_json(report, output)
     if args.plot:
         parity_plot(collected, args.plot, os.path.basename(args.model))
     print(f"wrote {output}")

@@ -21,9 +21,11 @@ def evaluate_model_file(
     """Energy-per-atom, force and stress errors of ``model`` on every frame of ``data``.
 
     The deployed file is run exactly as users run it (through :class:`ScaleLinkCalculator`),
-    so these numbers describe the artefact, not the training checkpoint.
+    so these numbers describe the artefact, not the training checkpoint. For a committee,
+    ``Collected.force_deviation`` holds each atom's predicted force deviation (eV/Å).
     """
     calc = ScaleLinkCalculator(model, device=device)
+    committee = calc.metadata.committee_size > 1
     collected = Collected()
     for k, atoms in enumerate(read_structures(data)):
         labels = labels_of(atoms, f"frame {k}")
@@ -34,6 +36,8 @@ def evaluate_model_file(
         collected.energy_per_atom_ref.append(np.array([labels.energy / n]))
         collected.forces_pred.append(atoms.get_forces())
         collected.forces_ref.append(labels.forces)
+        if committee:
+            collected.force_deviation.append(np.asarray(calc.results["forces_deviation"], dtype=np.float64))
         if labels.stress is not None and atoms.pbc.all():
             s = labels.stress
             collected.stress_pred.append(atoms.get_stress()[None, :])

@@ -30,6 +30,7 @@ class Collected:
     stress_ref: list[np.ndarray] = field(default_factory=list)
     forces_species: list[np.ndarray] = field(default_factory=list)
     species: list[str] = field(default_factory=list)
+    force_deviation: list[np.ndarray] = field(default_factory=list)  # committees: [N] per atom
 
     def arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Concatenated ``(predicted, reference)`` arrays for ``energy_per_atom``, ``forces`` or ``stress``."""
