@@ -41,7 +41,31 @@ namespace detail {
     return value;
   }
 
+  void rethrow_as_model_error()
+  {
+    try {
+      throw;
+    } catch (const ModelError &) {
+      throw;
+    } catch (const c10::Error &e) {
+      throw ModelError(first_line(e.what_without_backtrace()));
+    } catch (const std::exception &e) {
+      throw ModelError(first_line(e.what()));
+    }
+  }
+
 }    // namespace detail
+
+void Model::point_into(ModelResult &result, bool atomic_virial) const
+{
+  result.atomic_energy = impl->atomic_energy.data_ptr<double>();
+  result.forces = impl->forces.data_ptr<double>();
+  if (atomic_virial) result.atomic_virial = impl->atomic_virial.data_ptr<double>();
+  if (impl->metadata.committee_size > 1) {
+    result.member_energy = impl->member_energy.data_ptr<double>();
+    result.member_forces = impl->member_forces.data_ptr<double>();
+  }
+}
 
 using detail::first_line;
 using detail::output;
@@ -263,20 +287,10 @@ ModelResult Model::evaluate(const GraphView &graph, bool atomic_virial)
       impl->member_energy = output(out, Keys::MEMBER_ENERGY, members);
       impl->member_forces = output(out, Keys::MEMBER_FORCES, members * n_nodes * 3);
     }
-  } catch (const ModelError &) {
-    throw;
-  } catch (const c10::Error &e) {
-    throw ModelError(first_line(e.what_without_backtrace()));
-  } catch (const std::exception &e) {
-    throw ModelError(first_line(e.what()));
+  } catch (...) {
+    detail::rethrow_as_model_error();
   }
-  result.atomic_energy = impl->atomic_energy.data_ptr<double>();
-  result.forces = impl->forces.data_ptr<double>();
-  if (atomic_virial) result.atomic_virial = impl->atomic_virial.data_ptr<double>();
-  if (impl->metadata.committee_size > 1) {
-    result.member_energy = impl->member_energy.data_ptr<double>();
-    result.member_forces = impl->member_forces.data_ptr<double>();
-  }
+  point_into(result, atomic_virial);
   return result;
 }
 

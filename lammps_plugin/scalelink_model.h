@@ -124,6 +124,8 @@ class Model {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl;
+  // Points `result` at the outputs kept alive in impl.
+  void point_into(ModelResult &result, bool atomic_virial) const;
 };
 
 // Intra-op threads of libtorch in this process.

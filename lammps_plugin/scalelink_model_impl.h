@@ -35,6 +35,9 @@ namespace detail {
   // tensor with `numel` elements; ModelError when missing or of another size.
   at::Tensor output(const c10::impl::GenericDict &out, const char *key, std::int64_t numel);
 
+  // Call from inside a catch block: rethrows the current exception as a one-line ModelError.
+  [[noreturn]] void rethrow_as_model_error();
+
 }    // namespace detail
 
 }    // namespace ScaleLink

@@ -26,7 +26,6 @@
 
 namespace ScaleLink {
 
-using detail::first_line;
 using detail::output;
 
 namespace {
@@ -152,16 +151,10 @@ ModelResult Model::evaluate_layers(const GraphView &graph, const FeatureExchange
       throw ModelError("readout() returned " + std::to_string(impl->atomic_energy.numel()) +
                        " energies for " + std::to_string(n_local) + " atoms");
     result.energy = impl->atomic_energy.sum().item<double>();
-  } catch (const ModelError &) {
-    throw;
-  } catch (const c10::Error &e) {
-    throw ModelError(first_line(e.what_without_backtrace()));
-  } catch (const std::exception &e) {
-    throw ModelError(first_line(e.what()));
+  } catch (...) {
+    detail::rethrow_as_model_error();
   }
-  result.atomic_energy = impl->atomic_energy.data_ptr<double>();
-  result.forces = impl->forces.data_ptr<double>();
-  if (atomic_virial) result.atomic_virial = impl->atomic_virial.data_ptr<double>();
+  point_into(result, atomic_virial);
   return result;
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import os
 import warnings
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +34,11 @@ __all__ = [
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def _graph_inputs(data: Dict[str, Tensor]) -> Tuple[Tensor, Tensor, Tensor, int]:
+    """``edge_index``, ``edge_vectors``, ``species`` and ``n_local`` of the input dictionary."""
+    return data[keys.EDGE_INDEX], data[keys.EDGE_VECTORS], data[keys.SPECIES], int(data[keys.N_LOCAL].item())
+
+
 class DeployedPotential(nn.Module):
     """Energy, forces and virial of a :class:`GNNPotential` behind the dictionary contract.
 
@@ -49,10 +54,7 @@ class DeployedPotential(nn.Module):
         self.dtype = dtype
 
     def forward(self, data: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        edge_index = data[keys.EDGE_INDEX]
-        edge_vectors = data[keys.EDGE_VECTORS]
-        species = data[keys.SPECIES]
-        n_local = int(data[keys.N_LOCAL].item())
+        edge_index, edge_vectors, species, n_local = _graph_inputs(data)
         num_nodes = species.shape[0]
         # callers must leave autograd enabled (no torch.no_grad / NoGradGuard around this)
         vectors = edge_vectors.detach().to(self.dtype).requires_grad_(True)
@@ -201,10 +203,7 @@ class DeployedCommittee(nn.Module):
         self.dtype = dtype
 
     def forward(self, data: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        edge_index = data[keys.EDGE_INDEX]
-        edge_vectors = data[keys.EDGE_VECTORS]
-        species = data[keys.SPECIES]
-        n_local = int(data[keys.N_LOCAL].item())
+        edge_index, edge_vectors, species, n_local = _graph_inputs(data)
         num_nodes = species.shape[0]
         # one leaf per member: a single backward pass then gives every member's own gradient
         leaves: List[Tensor] = []
