@@ -22,7 +22,14 @@ from scalelink.bridge.errors import ConfigError
 
 from .tensors import validate_strain_size
 
-__all__ = ["LinearElastic", "MicroModel", "TaylorResult", "check_strain_batch", "taylor_test"]
+__all__ = [
+    "LinearElastic",
+    "MicroModel",
+    "Phasewise",
+    "TaylorResult",
+    "check_strain_batch",
+    "taylor_test",
+]
 
 
 class MicroModel(abc.ABC):
@@ -101,6 +108,69 @@ class LinearElastic(MicroModel):
             )
         c = np.broadcast_to(self.stiffness, (s.shape[0],) + self.stiffness.shape[-2:])
         return np.einsum("nij,nj->ni", c, s), np.array(c)
+
+
+class Phasewise(MicroModel):
+    """Different micro models at different points: point ``k`` answers with ``phases[ids[k]]``.
+
+    Each phase model gets one batched call with all of its points per evaluation (and keeps the
+    state of exactly those points), so a fully resolved multi-phase structure runs through the
+    same macro solver as FE². Lay out ``ids`` with
+    :func:`scalelink.fenicsx.macro.quadrature_points`.
+
+    Args:
+        phases: phase id → micro model; all with the same ``strain_size`` and ``stress_unit``.
+        ids: phase id of every point ``(n,)``, in batch order.
+    """
+
+    def __init__(self, phases: dict[int, MicroModel], ids: npt.ArrayLike) -> None:
+        if not phases:
+            raise ConfigError("Phasewise needs at least one phase model")
+        sizes = {model.strain_size for model in phases.values()}
+        units = {model.stress_unit for model in phases.values()}
+        if len(sizes) != 1 or len(units) != 1:
+            raise ConfigError(
+                f"phase models disagree: strain sizes {sorted(sizes)}, stress units {sorted(units)}"
+            )
+        self.ids = np.asarray(ids).ravel()
+        unknown = set(np.unique(self.ids).tolist()) - set(phases)
+        if unknown:
+            raise ConfigError(
+                f"points carry phase ids {sorted(unknown)} that have no model; known: {sorted(phases)}"
+            )
+        self.phases = dict(phases)
+        self.strain_size = sizes.pop()
+        self.stress_unit = units.pop()
+        self.has_state = any(model.has_state for model in phases.values())
+        self._members = {key: np.flatnonzero(self.ids == key) for key in self.phases}
+
+    def setup(self, num_points: int) -> None:
+        if num_points != self.ids.size:
+            raise ConfigError(
+                f"{num_points} quadrature points but {self.ids.size} phase ids; lay the ids out "
+                "with quadrature_points() of the same mesh and quadrature degree"
+            )
+        for key, model in self.phases.items():
+            model.setup(self._members[key].size)
+
+    def evaluate(
+        self, strain: np.ndarray, *, time_step: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        s = check_strain_batch(strain, self.strain_size)
+        if s.shape[0] != self.ids.size:
+            raise ConfigError(f"{s.shape[0]} strains for {self.ids.size} phase ids")
+        m = self.strain_size
+        stress, tangent = np.empty_like(s), np.empty((s.shape[0], m, m))
+        for key, model in self.phases.items():
+            rows = self._members[key]
+            if rows.size:
+                stress[rows], tangent[rows] = model.evaluate(s[rows], time_step=time_step)
+        return stress, tangent
+
+    def commit(self) -> None:
+        for key, model in self.phases.items():
+            if self._members[key].size:
+                model.commit()
 
 
 @dataclasses.dataclass(frozen=True)
