@@ -65,6 +65,18 @@ _EXPORTS = {
     "directional_young": "homogenization",
     "young_gap": "homogenization",
     "AtomisticRVE": "atomistic",
+    "AtomElementMap": "coupling",
+    "ContinuumRegion": "coupling",
+    "CouplingResult": "coupling",
+    "lattice_constants": "coupling",
+    "solve_coupled": "coupling",
+    "CouplingGeometry": "coupling_geometry",
+    "affine_displacement": "coupling_geometry",
+    "AtomisticRegion": "atomistic2d",
+    "HexLattice": "atomistic2d",
+    "LennardJones2D": "atomistic2d",
+    "cauchy_born_stiffness": "atomistic2d",
+    "relaxed_spacing": "atomistic2d",
 }
 
 __all__ = sorted(_EXPORTS)

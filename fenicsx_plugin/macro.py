@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -193,6 +194,8 @@ class FE2Problem:
         num_points: quadrature points of the rank's owned cells (the micro batch size).
         quadrature_degree: degree of the macro rule.
         dx: cell measure with the macro rule (integrate :attr:`stress` etc. with it).
+        timings: this rank's wall time (s) in :meth:`solve` (``"solve"``) and in the micro
+            model's calls within it (``"micro"``), summed over all solves.
     """
 
     def __init__(
@@ -248,6 +251,8 @@ class FE2Problem:
         self._converged = False
         self._average_forms: tuple[tuple[Any, fem.Form], ...] | None = None
         micro.setup(self.num_points)
+        # Wall time (s) of this rank in all solves, and in the micro model's calls among them.
+        self.timings = {"solve": 0.0, "micro": 0.0}
 
     def quadrature_points(self) -> np.ndarray:
         """Coordinates ``(num_points, gdim)`` of the rank's quadrature points, in batch order."""
@@ -274,7 +279,9 @@ class FE2Problem:
         strain = self._strain_expr.eval(self.u.function_space.mesh, self._cells).reshape(n, m)
         error: BaseException | None = None
         try:
+            start = time.perf_counter()
             stress, tangent = self.micro.evaluate(strain, time_step=time_step)
+            self.timings["micro"] += time.perf_counter() - start
             stress, tangent = np.asarray(stress, float), np.asarray(tangent, float)
             if stress.shape != (n, m) or tangent.shape != (n, m, m):
                 raise FE2SolveError(
@@ -336,7 +343,16 @@ class FE2Problem:
             )
         self._converged = False
         norms: list[float] = []
-        for iteration in range(int(max_iterations) + 1):
+        start = time.perf_counter()
+        try:
+            return self._newton(time_step, rtol, atol, int(max_iterations), norms)
+        finally:
+            self.timings["solve"] += time.perf_counter() - start
+
+    def _newton(
+        self, time_step: float, rtol: float, atol: float, max_iterations: int, norms: list[float]
+    ) -> NewtonResult:
+        for iteration in range(max_iterations + 1):
             self._evaluate_micro(time_step)
             norms.append(self._assemble_residual())
             if not np.isfinite(norms[-1]):

