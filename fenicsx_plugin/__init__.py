@@ -77,6 +77,16 @@ _EXPORTS = {
     "LennardJones2D": "atomistic2d",
     "cauchy_born_stiffness": "atomistic2d",
     "relaxed_spacing": "atomistic2d",
+    "Chain1D": "dispersion",
+    "GaussianProcess1D": "dispersion",
+    "fe_dispersion": "dispersion",
+    "fit_mass_blend": "dispersion",
+    "lammps_chain_forces": "dispersion",
+    "lammps_dispersion_samples": "dispersion",
+    "BridgingChain": "coupling_dynamics",
+    "WaveConfig": "coupling_dynamics",
+    "WaveResult": "coupling_dynamics",
+    "hat_functions": "coupling_dynamics",
 }
 
 __all__ = sorted(_EXPORTS)
