@@ -12,10 +12,22 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FORMAT_VERSION", "ModelMetadata", "load_model", "read_metadata", "save_model"]
+__all__ = [
+    "FORMAT_VERSION",
+    "ConstitutiveEngine",
+    "ModelMetadata",
+    "load_model",
+    "read_metadata",
+    "save_model",
+    "select_device",
+]
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("ConstitutiveEngine", "select_device"):
+        from . import inference
+
+        return getattr(inference, name)
     if name in __all__:
         from . import model_file
 

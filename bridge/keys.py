@@ -35,6 +35,12 @@ MODEL_INPUTS: Final = (EDGE_INDEX, EDGE_VECTORS, SPECIES, N_LOCAL)
 MODEL_OUTPUTS: Final = (ENERGY, ATOMIC_ENERGY, FORCES, VIRIAL, ATOMIC_VIRIAL)
 COMMITTEE_OUTPUTS: Final = (MEMBER_ENERGY, MEMBER_FORCES)
 
+# ---- constitutive models (kind "constitutive"): forward(strain) -> (stress, tangent) -------
+STRAIN: Final = "strain"  # [n, m] float64, Mandel strain of n quadrature points (m = 3 or 6)
+STRESS: Final = "stress"  # [n, m] float64, Mandel stress in the model's stress unit
+TANGENT: Final = "tangent"  # [n, m, m] float64, d stress / d strain (Mandel)
+CONSTITUTIVE_OUTPUTS: Final = (STRESS, TANGENT)
+
 # ---- metadata stored in the model file (_extra_files) ---------------------------------
 METADATA_FILE: Final = "scalelink_metadata.json"  # the one extra file, a JSON object
 FORMAT_VERSION: Final = "format_version"  # int, see bridge.model_file.FORMAT_VERSION
@@ -47,6 +53,7 @@ DTYPE: Final = "dtype"  # "float32" | "float64": the precision of the weights
 COMMITTEE_SIZE: Final = "committee_size"  # int, 1 for a single model
 OUTPUTS: Final = "outputs"  # list[str], keys the model returns
 VERSIONS: Final = "versions"  # dict[str, str], package versions at export
+CONSTITUTIVE: Final = "constitutive"  # dict, only in constitutive models: strain size, scaling...
 
 REQUIRED_METADATA: Final = (
     FORMAT_VERSION,
@@ -60,12 +67,15 @@ REQUIRED_METADATA: Final = (
     OUTPUTS,
     VERSIONS,
 )
+OPTIONAL_METADATA: Final = (CONSTITUTIVE,)
 
 __all__ = [
     "ATOMIC_ENERGY",
     "ATOMIC_VIRIAL",
     "COMMITTEE_OUTPUTS",
     "COMMITTEE_SIZE",
+    "CONSTITUTIVE",
+    "CONSTITUTIVE_OUTPUTS",
     "CUTOFF",
     "DTYPE",
     "EDGE_INDEX",
@@ -81,10 +91,14 @@ __all__ = [
     "MODEL_OUTPUTS",
     "NUM_LAYERS",
     "N_LOCAL",
+    "OPTIONAL_METADATA",
     "OUTPUTS",
     "REQUIRED_METADATA",
     "SPECIES",
     "SPECIES_NAMES",
+    "STRAIN",
+    "STRESS",
+    "TANGENT",
     "UNITS",
     "VERSIONS",
     "VIRIAL",

@@ -29,13 +29,21 @@ import argparse
 import json
 import pathlib
 import time
+import traceback
+import warnings
+
+# TorchScript still works in this torch but announces its deprecation when torch-geometric
+# (imported with scalelink.training) scripts its classes.
+warnings.filterwarnings("ignore", message=".*torch.jit.*is deprecated", category=FutureWarning)
 
 import mpi4py.MPI as MPI  # noqa: I001  (before dolfinx)
 import numpy as np
 from dolfinx import fem, geometry, mesh
 
+from scalelink.bridge.exchange import idle_barrier
 from scalelink.fenicsx import (
     FE2Problem,
+    SurrogateMicroModel,
     LinearElastic,
     Phasewise,
     PeriodicRVE,
@@ -44,8 +52,10 @@ from scalelink.fenicsx import (
     circular_inclusion,
     isotropic_stiffness,
     quadrature_points,
+    sample_micro_model,
     unit_cell_mesh,
 )
+from scalelink.training import SurrogateConfig, export_constitutive, train_surrogate
 
 LENGTH, HEIGHT = 8.0, 4.0
 FIBRE_RADIUS = 0.3
@@ -139,6 +149,42 @@ def run(problem: FE2Problem, set_load, steps: int) -> dict[str, object]:
             "micro_seconds": comm.allreduce(problem.timings["micro"], op=MPI.MAX)}
 
 
+def strain_box(problem: FE2Problem, margin: float = 0.25) -> np.ndarray:
+    """Bounds ``(2, m)`` of the macro strains met in ``problem``'s last solve, widened by
+    ``margin`` of their span: the range the surrogate must cover."""
+    comm = problem.u.function_space.mesh.comm
+    strain = problem.strain.x.array.reshape(-1, problem.strain_size)[: problem.num_points]
+    low, high = np.empty(problem.strain_size), np.empty(problem.strain_size)
+    comm.Allreduce(strain.min(axis=0), low, op=MPI.MIN)
+    comm.Allreduce(strain.max(axis=0), high, op=MPI.MAX)
+    pad = margin * (high - low)
+    # Rounded outward, so round-off differences between partitions do not change the samples.
+    return np.stack([np.floor((low - pad) * 1e5), np.ceil((high + pad) * 1e5)]) / 1e5
+
+
+def train_rve_surrogate(resolution: int, bounds: np.ndarray, samples: int, epochs: int,
+                        out: pathlib.Path, comm: MPI.Comm) -> tuple[str, dict[str, object]]:
+    """Sample the RVE (stress and tangent) in ``bounds``, fit a constitutive network with a
+    Sobolev loss and deploy it. Rank 0 does the work; every rank gets the file's path."""
+    info: dict[str, object] = {}
+    path = str(out / "rve_surrogate.pt")
+    if comm.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        data = sample_micro_model(rve_micro(resolution), num_samples=samples,
+                                  strain_range=bounds, seed=1)
+        data.save(out / "rve_samples.npz")
+        info["sampling_seconds"] = time.perf_counter() - start
+        start = time.perf_counter()
+        config = SurrogateConfig(width=64, depth=3, epochs=epochs, seed=0)
+        result = train_surrogate(out / "rve_samples.npz", out / "surrogate_run", config)
+        export_constitutive(result.model, path, dtype="float64")
+        info.update(training_seconds=time.perf_counter() - start, samples=samples,
+                    held_out=result.metrics)
+    idle_barrier(comm)  # the other ranks sleep meanwhile instead of spinning on the cores
+    return comm.bcast(path, root=0), comm.bcast(info, root=0)
+
+
 def relative_error(a: list[float], b: list[float]) -> float:
     a, b = np.asarray(a), np.asarray(b)
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
@@ -149,11 +195,16 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--resolution", type=int, default=12, help="triangles per cell edge")
     parser.add_argument("--macro-cells", type=int, default=8, help="macro triangles' columns")
     parser.add_argument("--steps", type=int, default=2, help="load steps")
+    parser.add_argument("--samples", type=int, default=400, help="RVE samples for the surrogate")
+    parser.add_argument("--train-epochs", type=int, default=200,
+                        help="L-BFGS steps of surrogate training (a step budget, not a time "
+                             "budget, so the surrogate does not depend on the machine's load)")
     parser.add_argument("--quick", action="store_true", help="coarse settings for tests")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("fe2_plate_out"))
     args = parser.parse_args(argv)
     if args.quick:
         args.resolution, args.macro_cells, args.steps = 6, 4, 1
+        args.samples, args.train_epochs = 150, 30
     comm = MPI.COMM_WORLD
     res = args.resolution
     results: dict[str, object] = {}
@@ -167,25 +218,46 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     results["fe2_rve"] = run(fe2, load, args.steps)
     results["fe2_rve"]["points"] = comm.allreduce(fe2.num_points)
 
+    path, info = train_rve_surrogate(res, strain_box(fe2), args.samples, args.train_epochs,
+                                     args.out, comm)
+    results["surrogate_training"] = info
+    surrogate, load = plate_problem(comm, macro, 2, lambda u: SurrogateMicroModel(path))
+    results["fe2_surrogate"] = run(surrogate, load, args.steps)
+    results["fe2_surrogate"]["points"] = comm.allreduce(surrogate.num_points)
+
     reference = results["dns"]
-    for key in [k for k in results if k != "dns"]:
+    for key in ("fe2_rve", "fe2_surrogate"):
         entry = results[key]
         entry["stress_error"] = relative_error(entry["stress"], reference["stress"])
         entry["displacement_error"] = relative_error(entry["displacement"], reference["displacement"])
     if comm.rank == 0:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "results.json").write_text(json.dumps(results, indent=2))
-        for key, entry in results.items():
+        for key in ("dns", "fe2_rve", "fe2_surrogate"):
+            entry = results[key]
             mid = np.asarray(entry["displacement"]).reshape(-1, 2)[3]
-            line = (f"{key:8s} points {entry['points']:7d}  time {entry['seconds']:7.1f} s "
+            line = (f"{key:13s} points {entry['points']:7d}  time {entry['seconds']:7.1f} s "
                     f"(micro {entry['micro_seconds']:7.2f} s)  "
                     f"<σ> {np.round(entry['stress'], 5)}  u(4, 2) {np.round(mid, 5)}")
             if "stress_error" in entry:
                 line += (f"  error <σ> {100 * entry['stress_error']:.2f} %  "
                          f"u {100 * entry['displacement_error']:.2f} %")
             print(line, flush=True)
+        held_out = info["held_out"]["held_out"]
+        print(f"surrogate: {info['samples']} RVE samples in {info['sampling_seconds']:.1f} s, "
+              f"trained in {info['training_seconds']:.1f} s; held-out relative RMSE: stress "
+              f"{100 * held_out['stress_relative_rmse']:.3f} %, tangent "
+              f"{100 * held_out['tangent_relative_rmse']:.3f} %", flush=True)
+        ratio = results["fe2_rve"]["micro_seconds"] / results["fe2_surrogate"]["micro_seconds"]
+        print(f"micro-model time, full RVE / surrogate: {ratio:.0f}×; total FE² time "
+              f"{results['fe2_rve']['seconds'] / results['fe2_surrogate']['seconds']:.0f}×")
     return results
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Exception:
+        # One rank failing must not leave the others waiting in a collective.
+        traceback.print_exc()
+        MPI.COMM_WORLD.Abort(1)

@@ -28,6 +28,7 @@ import argparse
 import json
 import pathlib
 import time
+import traceback
 
 import mpi4py.MPI as MPI  # noqa: I001  (before dolfinx)
 import numpy as np
@@ -166,4 +167,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Exception:
+        # One rank failing must not leave the others waiting in a collective.
+        traceback.print_exc()
+        MPI.COMM_WORLD.Abort(1)

@@ -87,6 +87,10 @@ _EXPORTS = {
     "WaveConfig": "coupling_dynamics",
     "WaveResult": "coupling_dynamics",
     "hat_functions": "coupling_dynamics",
+    "SurrogateMicroModel": "surrogate",
+    "sample_micro_model": "sampling",
+    "MicroSamples": "sampling",
+    "SamplingSpec": "sampling",
 }
 
 __all__ = sorted(_EXPORTS)

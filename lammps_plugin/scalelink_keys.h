@@ -29,6 +29,11 @@ constexpr const char *ATOMIC_VIRIAL = "atomic_virial";  // [n_nodes, 9] float64:
 constexpr const char *MEMBER_ENERGY = "member_energy";  // [M] float64: each member's local energy
 constexpr const char *MEMBER_FORCES = "member_forces";  // [M, n_nodes, 3] float64: each member's -dE/dr
 
+// ---- constitutive models (kind "constitutive"; not run by the pair style) ----
+constexpr const char *STRAIN = "strain";    // [n, m] float64, Mandel strain
+constexpr const char *STRESS = "stress";    // [n, m] float64, Mandel stress
+constexpr const char *TANGENT = "tangent";  // [n, m, m] float64, d stress / d strain
+
 // ---- metadata stored in the model file ----
 constexpr const char *METADATA_FILE = "scalelink_metadata.json";    // the one extra file
 constexpr const char *FORMAT_VERSION = "format_version";            // int
@@ -41,6 +46,7 @@ constexpr const char *DTYPE = "dtype";                              // "float32"
 constexpr const char *COMMITTEE_SIZE = "committee_size";            // int, 1 for a single model
 constexpr const char *OUTPUTS = "outputs";                          // list of output keys
 constexpr const char *VERSIONS = "versions";                        // package versions at export
+constexpr const char *CONSTITUTIVE = "constitutive";                // constitutive models only
 
 }    // namespace ScaleLink::Keys
 

@@ -33,6 +33,9 @@ def test_fe2_plate_matches_dns(tmp_path: Path, ranks: int) -> None:
     # Quick settings: 6×6 triangles per cell, a 4×2 P2 macro mesh.
     assert results["fe2_rve"]["stress_error"] < 0.02
     assert results["fe2_rve"]["displacement_error"] < 0.02
+    assert results["fe2_surrogate"]["stress_error"] < 0.02
+    assert results["fe2_surrogate"]["displacement_error"] < 0.02
+    assert results["surrogate_training"]["held_out"]["held_out"]["stress_relative_rmse"] < 0.01
     assert results["dns"]["points"] == 16 * 8 * 6 * 6 * 2
 
 
@@ -42,6 +45,10 @@ def test_fe2_plate_parallel_equals_serial(tmp_path: Path) -> None:
     for key in ("dns", "fe2_rve"):
         for field in ("stress", "displacement"):
             assert serial[key][field] == pytest.approx(parallel[key][field], rel=1e-8, abs=1e-12)
+    # The surrogate is trained on rank 0 either way; the FE² solve with it is parallel.
+    for field in ("stress", "displacement"):
+        assert serial["fe2_surrogate"][field] == pytest.approx(
+            parallel["fe2_surrogate"][field], rel=1e-6, abs=1e-10)
 
 
 @pytest.mark.parametrize("ranks", [1, 2])

@@ -8,6 +8,11 @@ A YAML file mirrors :class:`TrainConfig`, with ``model:`` and ``loss:`` sections
     epochs: 200
     model: {num_layers: 2, features: 32}
     loss: {energy: 1.0, forces: 10.0, stress: 1.0}
+
+A Behler–Parrinello potential instead of the GNN::
+
+    architecture: behler_parrinello
+    behler_parrinello: {num_radial: 8, num_angular: 2, zetas: [1, 2, 4], hidden: [32, 32]}
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import yaml
 
 from scalelink.bridge.errors import ConfigError
 
-__all__ = ["LossWeights", "ModelConfig", "TrainConfig", "load_config"]
+__all__ = ["BehlerParrinelloConfig", "LossWeights", "ModelConfig", "SourceConfig", "TrainConfig", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -34,12 +39,78 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class BehlerParrinelloConfig:
+    """Architecture of the Behler–Parrinello potential (``architecture: behler_parrinello``).
+
+    Attributes:
+        num_radial: radial (G2) functions per neighbour species.
+        num_angular: angular (G5) widths; each pairs with every ``zetas`` entry and λ = ±1.
+        zetas: angular exponents, positive integers.
+        hidden: widths of the hidden layers of each species' MLP.
+        cutoff_function: ``"polynomial"`` (zero value, slope and curvature at the cutoff)
+            or ``"cosine"``.
+    """
+
+    num_radial: int = 8
+    num_angular: int = 2
+    zetas: tuple[int, ...] = (1, 2, 4)
+    hidden: tuple[int, ...] = (32, 32)
+    cutoff_function: str = "polynomial"
+
+    def __post_init__(self) -> None:
+        # YAML gives lists; keep the frozen config hashable and comparable
+        object.__setattr__(self, "zetas", tuple(self.zetas))
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        checks = [
+            (self.num_radial >= 1, f"behler_parrinello.num_radial must be at least 1, got {self.num_radial}"),
+            (self.num_angular >= 1, f"behler_parrinello.num_angular must be at least 1, got {self.num_angular}"),
+            (
+                len(self.zetas) >= 1 and all(isinstance(z, (int, float)) and int(z) == z >= 1 for z in self.zetas),
+                f"behler_parrinello.zetas must be positive integers, got {list(self.zetas)}",
+            ),
+            (
+                len(self.hidden) >= 1 and all(isinstance(h, int) and h >= 1 for h in self.hidden),
+                f"behler_parrinello.hidden must be positive layer widths, got {list(self.hidden)}",
+            ),
+            (
+                self.cutoff_function in ("polynomial", "cosine"),
+                f"behler_parrinello.cutoff_function must be polynomial or cosine, got {self.cutoff_function!r}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+
+@dataclass(frozen=True)
 class LossWeights:
     """Weights of the energy-per-atom (eV²), force (eV²/Å²) and stress (eV²/Å⁶) terms."""
 
     energy: float = 1.0
     forces: float = 10.0
     stress: float = 100.0
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Noise model of one data source (frames tagged ``info["source"] = name``).
+
+    Attributes:
+        noise_energy: energy-per-atom noise σ_E (eV/atom), initial value if learned.
+        noise_forces: force-component noise σ_F (eV/Å), initial value if learned.
+        learn_noise: train log σ_E and log σ_F with the network.
+    """
+
+    noise_energy: float = 0.005
+    noise_forces: float = 0.1
+    learn_noise: bool = False
+
+    def __post_init__(self) -> None:
+        if not (self.noise_energy > 0.0 and self.noise_forces > 0.0):
+            raise ConfigError(
+                f"source noise levels must be positive, got noise_energy={self.noise_energy}, "
+                f"noise_forces={self.noise_forces}"
+            )
 
 
 @dataclass(frozen=True)
@@ -62,6 +133,18 @@ class TrainConfig:
         seed: seeds the split, the initial weights and the batch order.
         dtype: training precision, ``"float32"`` or ``"float64"``.
         time_limit: stop after this many seconds (``None``: no limit).
+        architecture: ``"gnn"`` (:class:`ModelConfig` in ``model``) or
+            ``"behler_parrinello"`` (:class:`BehlerParrinelloConfig` in ``behler_parrinello``).
+        sources: per-source noise models (name -> :class:`SourceConfig`); when given, the
+            loss is the multi-source weighted negative log-likelihood of
+            :mod:`scalelink.training.losses` instead of the weighted MSE (the ``loss``
+            energy and force weights are then unused) and every frame needs a ``source`` tag.
+        importance_weights: ``None`` (none), ``"info"`` (per frame ``info["importance"]``,
+            default 1) or the path of an unlabelled sample of target structures, from which
+            :func:`scalelink.training.importance.density_ratio_weights` estimates them. They
+            multiply the per-frame ``weight``.
+        init_from: a finished run folder whose best network (architecture, size and all)
+            starts this run: a warm start, e.g. retraining on grown data.
     """
 
     data: tuple[str, ...] = ()
@@ -80,6 +163,11 @@ class TrainConfig:
     time_limit: float | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossWeights = field(default_factory=LossWeights)
+    architecture: str = "gnn"
+    behler_parrinello: BehlerParrinelloConfig = field(default_factory=BehlerParrinelloConfig)
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+    importance_weights: str | None = None
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -90,6 +178,10 @@ class TrainConfig:
             (0.0 < self.lr_final <= 1.0, f"lr_final must be in (0, 1], got {self.lr_final}"),
             (self.time_limit is None or self.time_limit > 0, f"time_limit must be positive, got {self.time_limit}"),
             (self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got {self.dtype!r}"),
+            (
+                self.architecture in ("gnn", "behler_parrinello"),
+                f"architecture must be gnn or behler_parrinello, got {self.architecture!r}",
+            ),
             (self.model.num_layers >= 1, f"model.num_layers must be at least 1, got {self.model.num_layers}"),
             (self.model.features >= 2, f"model.features must be at least 2, got {self.model.features}"),
         ]
@@ -102,6 +194,11 @@ class TrainConfig:
         out = dataclasses.asdict(self)
         out["data"] = list(self.data)
         out["species"] = None if self.species is None else list(self.species)
+        out["behler_parrinello"] = {
+            **out["behler_parrinello"],
+            "zetas": list(self.behler_parrinello.zetas),
+            "hidden": list(self.behler_parrinello.hidden),
+        }
         return out
 
 
@@ -116,6 +213,12 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
             value = _build(ModelConfig, value or {}, f"{where}.model")
         elif key == "loss":
             value = _build(LossWeights, value or {}, f"{where}.loss")
+        elif key == "behler_parrinello":
+            value = _build(BehlerParrinelloConfig, value or {}, f"{where}.behler_parrinello")
+        elif key == "sources":
+            if not isinstance(value or {}, dict):
+                raise ConfigError(f"{where}.sources: expected a mapping name -> noise model, got {value!r}")
+            value = {str(k): _build(SourceConfig, v or {}, f"{where}.sources.{k}") for k, v in (value or {}).items()}
         elif key in ("data", "species") and value is not None:
             value = tuple(str(v) for v in ([value] if isinstance(value, str) else value))
         kwargs[key] = value

@@ -24,6 +24,7 @@ from .model import GNNPotential, forces_and_virial
 
 __all__ = [
     "DeployedCommittee",
+    "DeployedEnergyModel",
     "DeployedPotential",
     "derivative_outputs",
     "export_committee",
@@ -39,8 +40,12 @@ def _graph_inputs(data: Dict[str, Tensor]) -> Tuple[Tensor, Tensor, Tensor, int]
     return data[keys.EDGE_INDEX], data[keys.EDGE_VECTORS], data[keys.SPECIES], int(data[keys.N_LOCAL].item())
 
 
-class DeployedPotential(nn.Module):
-    """Energy, forces and virial of a :class:`GNNPotential` behind the dictionary contract.
+class DeployedEnergyModel(nn.Module):
+    """Any potential mapping the graph to atomic energies behind the dictionary contract.
+
+    On its own it has no per-layer interface and serves potentials without message passing
+    (e.g. Behler–Parrinello, ``num_layers`` 1: LAMMPS needs a ghost shell of one cutoff and
+    exchanges nothing between layers).
 
     Shapes (inputs): ``edge_index`` [2, E] int64, ``edge_vectors`` [E, 3] float64,
     ``species`` [N] int64, ``n_local`` [] int64. Outputs: ``energy`` [], ``atomic_energy``
@@ -48,7 +53,7 @@ class DeployedPotential(nn.Module):
     (xx yy zz xy xz yz yx zx zy), all float64.
     """
 
-    def __init__(self, potential: GNNPotential, dtype: torch.dtype) -> None:
+    def __init__(self, potential: nn.Module, dtype: torch.dtype) -> None:
         super().__init__()
         self.potential = potential.to(dtype)
         self.dtype = dtype
@@ -64,10 +69,16 @@ class DeployedPotential(nn.Module):
         gradient = grads[0]
         if gradient is None:
             gradient = torch.zeros_like(vectors)
-        out = self.derivatives(gradient.to(torch.float64), edge_vectors, edge_index, num_nodes)
+        out = derivative_outputs(gradient.to(torch.float64), edge_vectors, edge_index, num_nodes)
         out[keys.ENERGY] = energy.detach()
         out[keys.ATOMIC_ENERGY] = atomic.detach()
         return out
+
+
+class DeployedPotential(DeployedEnergyModel):
+    """Energy, forces and virial of a :class:`GNNPotential` behind the dictionary contract,
+    with the per-layer interface below. Shapes as :class:`DeployedEnergyModel`.
+    """
 
     # ---- per-layer interface ------------------------------------------------------------
     # A caller that exchanges node features between MPI ranks after every layer (so that
@@ -149,7 +160,7 @@ def package_versions() -> dict[str, str]:
 
 
 def export_potential(
-    potential: GNNPotential,
+    potential: nn.Module,
     species: list[str],
     path: str | os.PathLike[str],
     *,
@@ -158,7 +169,10 @@ def export_potential(
     """Script ``potential`` and write it with its metadata to ``path``.
 
     Args:
-        potential: a trained network (left untouched; a copy is converted).
+        potential: a trained network (left untouched; a copy is converted): a
+            :class:`GNNPotential` (written with the per-layer interface) or another potential
+            with ``cutoff`` and ``num_layers == 1`` attributes and the same call signature,
+            such as :class:`~scalelink.training.behler_parrinello.BehlerParrinelloPotential`.
         species: chemical symbols in the order of the network's species index.
         path: the model file to write.
         dtype: ``"float32"`` or ``"float64"``, the precision of the deployed weights.
@@ -168,14 +182,18 @@ def export_potential(
     """
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-    wrapper = DeployedPotential(copy.deepcopy(potential).cpu().eval(), _DTYPES[dtype])
+    module = copy.deepcopy(potential).cpu().eval()
+    if isinstance(module, GNNPotential):
+        wrapper: nn.Module = DeployedPotential(module, _DTYPES[dtype])
+    else:
+        wrapper = DeployedEnergyModel(module, _DTYPES[dtype])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         scripted = torch.jit.script(wrapper)
     metadata = ModelMetadata(
         species=list(species),
-        cutoff=potential.cutoff,
-        num_layers=potential.num_layers,
+        cutoff=float(potential.cutoff),
+        num_layers=int(potential.num_layers),
         dtype=dtype,
         versions=package_versions(),
     )
@@ -259,9 +277,10 @@ def _check_members(potentials: list[GNNPotential], species: list[str]) -> None:
                 f"has {first.num_layers}, member {k} has {potential.num_layers}; train every "
                 "member with the same num_layers"
             )
-        if potential.embedding.num_embeddings != len(species):
+        known = potential.embedding.num_embeddings if isinstance(potential, GNNPotential) else potential.num_species
+        if known != len(species):
             raise CommitteeError(
-                f"committee member {k} knows {potential.embedding.num_embeddings} species, but "
+                f"committee member {k} knows {known} species, but "
                 f"the committee has {len(species)} ({species}); train every member on the same "
                 "species list"
             )

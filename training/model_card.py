@@ -14,7 +14,7 @@ import yaml
 
 from scalelink.bridge.model_file import ModelMetadata
 
-__all__ = ["model_card_path", "write_model_card"]
+__all__ = ["architecture_of", "model_card_path", "write_model_card"]
 
 
 def model_card_path(model_path: str | os.PathLike[str]) -> str:
@@ -31,6 +31,16 @@ def _sha256(path: str) -> str | None:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def architecture_of(run_dir: str | os.PathLike[str]) -> str:
+    """The architecture a training run folder trained (``gnn`` for runs that do not say)."""
+    path = os.path.join(os.fspath(run_dir), "config.yaml")
+    if not os.path.isfile(path):
+        return "gnn"
+    with open(path, encoding="utf-8") as handle:
+        config = yaml.safe_load(handle) or {}
+    return str(config.get("architecture", "gnn"))
 
 
 def _run_entry(run_dir: str) -> dict[str, Any]:
@@ -63,7 +73,8 @@ def write_model_card(
         model_path: the deployed model file.
         run_dirs: the run folder of a single model, or those of a committee's members in
             member order; the card's ``training_runs`` lists each with its data (and their
-            checksums), configuration and metrics.
+            checksums), configuration and metrics; the card's ``architecture`` is that of
+            the first run.
         metadata: the metadata written into the model file.
     """
     if isinstance(run_dirs, (str, os.PathLike)):
@@ -72,6 +83,7 @@ def write_model_card(
         "model_file": os.path.basename(os.fspath(model_path)),
         "model_sha256": _sha256(os.fspath(model_path)),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "architecture": architecture_of(os.fspath(run_dirs[0])),
         "metadata": json.loads(metadata.to_json()),
         "training_runs": [_run_entry(os.fspath(run_dir)) for run_dir in run_dirs],
     }

@@ -22,8 +22,10 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
+from .behler_parrinello import BehlerParrinelloPotential, fit_feature_scaling, symmetry_function_set
 from .config import LossWeights, TrainConfig
 from .data import atoms_to_data, infer_species, make_loader, read_structures, reference_energies, split_indices
+from .losses import prepare_sources, source_nll
 from .metrics import Collected, ErrorMetrics, error_metrics, learning_curves, parity_plot, write_json
 from .model import GNNPotential
 from .predict import predict
@@ -45,12 +47,47 @@ class TrainResult:
     seconds: float
 
 
-def build_model(model_kwargs: dict[str, Any]) -> GNNPotential:
-    """Rebuild a network from the keyword arguments stored in a checkpoint."""
+def build_model(
+    model_kwargs: dict[str, Any], architecture: str = "gnn"
+) -> GNNPotential | BehlerParrinelloPotential:
+    """Rebuild a network from the keyword arguments and architecture stored in a checkpoint."""
+    if architecture == "behler_parrinello":
+        return BehlerParrinelloPotential(**model_kwargs)
     return GNNPotential(**model_kwargs)
 
 
-def load_checkpoint(run_dir: str | os.PathLike[str], which: str = "best") -> tuple[GNNPotential, list[str]]:
+def _model_kwargs(config: TrainConfig, species: list[str], graphs: Sequence[Data], shift: np.ndarray) -> dict[str, Any]:
+    """Keyword arguments of the network ``config.architecture`` names."""
+    common = {
+        "num_species": len(species),
+        "cutoff": config.cutoff,
+        "energy_shift": [float(s) for s in shift],
+        "energy_scale": _force_scale(graphs),
+    }
+    if config.architecture == "behler_parrinello":
+        bp = config.behler_parrinello
+        shifts, radial_etas, angular_etas = symmetry_function_set(config.cutoff, bp.num_radial, bp.num_angular)
+        return {
+            **common,
+            "radial_shifts": shifts,
+            "radial_etas": radial_etas,
+            "angular_etas": angular_etas,
+            "zetas": [float(z) for z in bp.zetas],
+            "hidden": [int(h) for h in bp.hidden],
+            "cutoff_function": bp.cutoff_function,
+        }
+    return {
+        **common,
+        "num_layers": config.model.num_layers,
+        "features": config.model.features,
+        "num_basis": config.model.num_basis,
+        "avg_num_neighbors": _mean_neighbors(graphs),
+    }
+
+
+def load_checkpoint(
+    run_dir: str | os.PathLike[str], which: str = "best"
+) -> tuple[GNNPotential | BehlerParrinelloPotential, list[str]]:
     """Load the ``best`` or ``last`` network of a run folder, with its species list."""
     path = os.path.join(os.fspath(run_dir), f"checkpoint_{which}.pt")
     if not os.path.isfile(path):
@@ -58,7 +95,7 @@ def load_checkpoint(run_dir: str | os.PathLike[str], which: str = "best") -> tup
 
         raise ModelFileError(f"no checkpoint {path!r}; is {os.fspath(run_dir)!r} a finished `scalelink train` run folder?")
     state = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_model(state["model_kwargs"])
+    model = build_model(state["model_kwargs"], state.get("architecture", "gnn"))
     model.load_state_dict(state["model_state"])
     return model.to(_DTYPES[state["dtype"]]), list(state["species"])
 
@@ -134,6 +171,27 @@ def _refit_energy_shift(model: GNNPotential, loader: DataLoader, num_species: in
     model.energy_shift += torch.as_tensor(correction, dtype=model.energy_shift.dtype)
 
 
+def _warm_start(run_dir: str, species: list[str], architecture: str, dtype: torch.dtype) -> tuple[Any, dict[str, Any]]:
+    """The best network of ``run_dir`` and its keyword arguments, to continue training from."""
+    path = os.path.join(run_dir, "checkpoint_best.pt")
+    if not os.path.isfile(path):
+        from scalelink.bridge.errors import ModelFileError
+
+        raise ModelFileError(f"init_from: no checkpoint {path!r}; give a finished `scalelink train` run folder")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    found = (list(state["species"]), state.get("architecture", "gnn"))
+    if found != (species, architecture):
+        from scalelink.bridge.errors import ConfigError
+
+        raise ConfigError(
+            f"init_from {run_dir!r} holds a {found[1]} network for species {found[0]}, but this run trains a "
+            f"{architecture} network for {species}; warm-start only from a run of the same kind"
+        )
+    model = build_model(state["model_kwargs"], architecture)
+    model.load_state_dict(state["model_state"])
+    return model.to(dtype), dict(state["model_kwargs"])
+
+
 def _save_checkpoint(path: str, state: dict[str, Any]) -> None:
     # write then rename, so that a run killed mid-write keeps its previous checkpoint
     tmp = path + ".tmp"
@@ -142,7 +200,7 @@ def _save_checkpoint(path: str, state: dict[str, Any]) -> None:
 
 
 def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -> TrainResult:
-    """Train a GNN potential as ``config`` says and write the run folder.
+    """Train a potential (GNN or Behler–Parrinello) as ``config`` says and write the run folder.
 
     Args:
         config: the run's configuration.
@@ -171,21 +229,18 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
     split = split_indices(len(frames), config.validation_fraction, config.test_fraction, config.seed)
     write_json({k: getattr(split, k).tolist() for k in ("train", "validation", "test")}, os.path.join(run_dir, "split.json"))
     graphs = [atoms_to_data(a, species, config.cutoff, dtype) for a in frames]
+    noise = prepare_sources(config, frames, graphs)
+    extra_parameters = [] if noise is None else [noise.log_sigma]
     train_graphs = [graphs[i] for i in split.train]
     shift = reference_energies([frames[i] for i in split.train], species)
 
-    model_kwargs = {
-        "num_species": len(species),
-        "cutoff": config.cutoff,
-        "num_layers": config.model.num_layers,
-        "features": config.model.features,
-        "num_basis": config.model.num_basis,
-        "avg_num_neighbors": _mean_neighbors(train_graphs),
-        "energy_shift": [float(s) for s in shift],
-        "energy_scale": _force_scale(train_graphs),
-    }
-    model = build_model(model_kwargs).to(dtype)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    model_kwargs = _model_kwargs(config, species, train_graphs, shift)
+    model = build_model(model_kwargs, config.architecture).to(dtype)
+    if isinstance(model, BehlerParrinelloPotential):
+        fit_feature_scaling(model, train_graphs)
+    if config.init_from is not None and not resume:
+        model, model_kwargs = _warm_start(config.init_from, species, config.architecture, dtype)
+    optimizer = torch.optim.Adam([*model.parameters(), *extra_parameters], lr=config.learning_rate)
     train_loader = make_loader(train_graphs, config.batch_size, shuffle=True, seed=config.seed)
     val_graphs = [graphs[i] for i in split.validation] or train_graphs
     val_loader = make_loader(val_graphs, config.batch_size, shuffle=False, seed=config.seed)
@@ -195,9 +250,11 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
     if resume:
         state = torch.load(last_path, map_location="cpu", weights_only=False)
         model_kwargs = state["model_kwargs"]
-        model = build_model(model_kwargs).to(dtype)
+        model = build_model(model_kwargs, config.architecture).to(dtype)
         model.load_state_dict(state["model_state"])
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        if noise is not None:
+            noise.load_state_dict(state["noise_state"])
+        optimizer = torch.optim.Adam([*model.parameters(), *extra_parameters], lr=config.learning_rate)
         optimizer.load_state_dict(state["optimizer_state"])
         spent_before = state["seconds"]
         train_loader.generator.set_state(state["loader_rng"])
@@ -208,6 +265,7 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
 
     def checkpoint(epoch: int) -> dict[str, Any]:
         return {
+            "architecture": config.architecture,
             "model_kwargs": model_kwargs,
             "model_state": model.state_dict(),
             "species": species,
@@ -220,6 +278,7 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
             "history": history,
             "best": best,
             "best_epoch": best_epoch,
+            "noise_state": None if noise is None else noise.state_dict(),
         }
 
     def learning_rate(epoch_progress: float) -> float:
@@ -239,7 +298,10 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
-            loss = _loss(model, batch, config.loss, create_graph=True)
+            if noise is None:
+                loss = _loss(model, batch, config.loss, create_graph=True)
+            else:
+                loss = source_nll(model, batch, noise, config.loss.stress, create_graph=True)
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * int(batch.num_graphs)
@@ -278,6 +340,8 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
     val_metrics = error_metrics(val_collected)
     test_metrics = None
     report: dict[str, object] = {"species": species, "best_epoch": best_epoch, "epochs_run": epoch, "validation": val_metrics.as_dict()}
+    if noise is not None:
+        report["source_noise"] = noise.as_dict()
     if len(split.test):
         test_loader = make_loader([graphs[i] for i in split.test], config.batch_size, shuffle=False, seed=config.seed)
         test_collected = collect(best_model, test_loader, species)
