@@ -139,7 +139,7 @@ def test_energy_and_forces_vanish_smoothly_at_the_cutoff(cutoff_function, order)
             vectors, edges = vectors[:0], edges[:, :0]
         energy = potential(vectors, edges, species).sum()
         grad = torch.autograd.grad(energy, vectors, allow_unused=True)[0]
-        return float(energy), 0.0 if grad is None or grad.numel() == 0 else float(grad.abs().max())
+        return float(energy.detach()), 0.0 if grad is None or grad.numel() == 0 else float(grad.abs().max())
 
     free, _ = energy_and_force(CUTOFF + 1e-3)
     near, _ = energy_and_force(CUTOFF - 1.0)

@@ -168,14 +168,14 @@ def target_structures(config: LearnConfig, calculator: Any, n: int, seed: int) -
     from ase import units
     from ase.build import bulk
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.velocitydistribution import thermalize_momenta
 
     rng = np.random.default_rng(seed)
     lattice = float(np.mean([LATTICE_CONSTANTS.get(s, 3.6) for s in config.species]))
     atoms = bulk(config.species[0], "fcc", a=lattice, cubic=True).repeat((config.cells,) * 3)
     atoms.symbols = list(rng.choice(list(config.species), size=len(atoms)))
     atoms.calc = calculator
-    MaxwellBoltzmannDistribution(atoms, temperature_K=config.target_temperature, rng=rng)
+    thermalize_momenta(atoms, temperature_K=config.target_temperature, rng=rng)
     dyn = Langevin(atoms, 2.0 * units.fs, temperature_K=config.target_temperature, friction=0.02, rng=rng, fixcm=False)
     dyn.run(200)
     snapshots = []
