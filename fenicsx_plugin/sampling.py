@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from scalelink.bridge.errors import ConfigError
+from scalelink.bridge.samples import ConstitutiveSamples
 
 from .micro import LinearElastic, MicroModel, check_strain_batch
 from .tensors import isotropic_stiffness, validate_strain_size
@@ -28,30 +28,8 @@ __all__ = ["MicroSamples", "SamplingSpec", "sample_micro_model", "strain_bounds"
 _METHODS = ("lhs", "uniform")
 
 
-@dataclass(frozen=True)
-class MicroSamples:
-    """Samples of a micro model.
-
-    Attributes:
-        strain: ``(n, m)`` Mandel strains.
-        stress: ``(n, m)`` Mandel stresses in ``stress_unit``.
-        tangent: ``(n, m, m)`` consistent tangents in ``stress_unit``.
-        strain_size: ``m``.
-        stress_unit: unit of stress and tangent.
-    """
-
-    strain: np.ndarray
-    stress: np.ndarray
-    tangent: np.ndarray
-    strain_size: int
-    stress_unit: str
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the samples as ``.npz`` (see the module docstring for the arrays)."""
-        np.savez(
-            os.fspath(path), strain=self.strain, stress=self.stress, tangent=self.tangent,
-            strain_size=np.int64(self.strain_size), stress_unit=np.str_(self.stress_unit),
-        )
+# Samples of a micro model: one file format, defined (and read back) in the bridge.
+MicroSamples = ConstitutiveSamples
 
 
 def strain_bounds(strain_range: float | npt.ArrayLike, strain_size: int) -> tuple[np.ndarray, np.ndarray]:
