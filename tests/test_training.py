@@ -148,7 +148,10 @@ def test_resume_after_kill_matches_an_uninterrupted_run(reference_data: str, tmp
     assert a["epoch"] == b["epoch"] == 5
     for name, value in a["model_state"].items():
         torch.testing.assert_close(b["model_state"][name], value, rtol=0, atol=0)
-    assert [h["val_loss"] for h in a["history"]] == [h["val_loss"] for h in b["history"]]
+    # the weights are bit-identical; the recorded validation losses of the epochs before the kill come
+    # from another process, whose intra-op thread count may differ, so their reductions may differ in
+    # the last digits
+    assert [h["val_loss"] for h in b["history"]] == pytest.approx([h["val_loss"] for h in a["history"]], rel=1e-9)
 
 
 def test_run_folder_has_curves_per_species_metrics_and_card(reference_data: str, tmp_path: Path) -> None:
