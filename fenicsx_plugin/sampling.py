@@ -26,6 +26,7 @@ from .tensors import isotropic_stiffness, validate_strain_size
 __all__ = ["MicroSamples", "SamplingSpec", "sample_micro_model", "strain_bounds"]
 
 _METHODS = ("lhs", "uniform")
+_BUILT_IN = ("linear_elastic", "atomistic")
 
 
 # Samples of a micro model: one file format, defined (and read back) in the bridge.
@@ -108,16 +109,24 @@ class SamplingSpec:
     """Which micro model to sample and how, as read from YAML or command-line flags.
 
     Give either ``model: linear_elastic`` with ``young`` and ``poisson`` (isotropic,
-    ``strain_size`` 3 for plane strain or 6), or ``module: "pkg.mod:factory"``, a callable
-    that returns a :class:`~scalelink.fenicsx.micro.MicroModel` when called with
+    ``strain_size`` 3 for plane strain or 6), ``model: atomistic`` with a periodic
+    ``structure`` and its interaction (an :class:`~scalelink.fenicsx.atomistic.AtomisticRVE`
+    relaxed by LAMMPS; stress in GPa), or ``module: "pkg.mod:factory"``, a callable that
+    returns a :class:`~scalelink.fenicsx.micro.MicroModel` when called with
     ``module_kwargs``.
 
     Attributes:
-        model: ``"linear_elastic"`` or ``None`` (with ``module``).
+        model: ``"linear_elastic"``, ``"atomistic"`` or ``None`` (with ``module``).
         young: Young's modulus in ``stress_unit``.
         poisson: Poisson's ratio.
         strain_size: 3 or 6 (built-in models).
-        stress_unit: unit of the moduli (built-in models).
+        stress_unit: unit of the moduli (linear_elastic).
+        structure: ASE-readable file of the periodic reference cell (atomistic, Å).
+        potential: a ScaleLink model file (atomistic): ``pair_style scalelink`` with
+            ``pair_coeff * * FILE`` and the structure's sorted symbols as types.
+        pair_commands: LAMMPS ``pair_style``/``pair_coeff`` lines instead of ``potential``.
+        relax: relax the atoms at every strain (atomistic).
+        reference_relax: relax the reference cell to zero stress first (atomistic).
         module: ``"pkg.mod:factory"`` of a user micro model.
         module_kwargs: keyword arguments of the factory.
         num_samples: number of strains.
@@ -131,6 +140,11 @@ class SamplingSpec:
     poisson: float | None = None
     strain_size: int = 3
     stress_unit: str = "GPa"
+    structure: str | None = None
+    potential: str | None = None
+    pair_commands: list[str] | None = None
+    relax: bool = True
+    reference_relax: bool = False
     module: str | None = None
     module_kwargs: dict[str, Any] = field(default_factory=dict)
     num_samples: int = 1000
@@ -151,13 +165,15 @@ class SamplingSpec:
         """The micro model this spec names."""
         if (self.model is None) == (self.module is None):
             raise ConfigError(
-                f"give exactly one of model (built-in: 'linear_elastic') and module "
+                f"give exactly one of model (built-in: {', '.join(map(repr, _BUILT_IN))}) and module "
                 f"('pkg.mod:factory'); got model={self.model!r}, module={self.module!r}"
             )
         if self.module is not None:
             return _from_factory(self.module, self.module_kwargs)
-        if self.model != "linear_elastic":
-            raise ConfigError(f"built-in micro model {self.model!r} is unknown; the built-in one is 'linear_elastic'")
+        if self.model not in _BUILT_IN:
+            raise ConfigError(f"built-in micro model {self.model!r} is unknown; the built-in ones are {_BUILT_IN}")
+        if self.model == "atomistic":
+            return self._atomistic()
         if self.young is None or self.poisson is None:
             raise ConfigError(
                 f"model 'linear_elastic' needs young and poisson, got young={self.young!r}, poisson={self.poisson!r}"
@@ -167,12 +183,43 @@ class SamplingSpec:
         )
         return LinearElastic(stiffness, stress_unit=self.stress_unit)
 
+    def _atomistic(self) -> MicroModel:
+        if self.structure is None or (self.potential is None) == (self.pair_commands is None):
+            raise ConfigError(
+                f"model 'atomistic' needs structure and exactly one of potential (a ScaleLink model "
+                f"file) and pair_commands (LAMMPS pair_style/pair_coeff lines); got structure="
+                f"{self.structure!r}, potential={self.potential!r}, pair_commands={self.pair_commands!r}"
+            )
+        import ase.io
+
+        from .atomistic import AtomisticRVE
+
+        try:
+            # parallel=False: each MPI rank builds its own RVE; ASE would broadcast from rank 0
+            atoms = ase.io.read(self.structure, parallel=False)
+        except Exception as exc:  # ASE raises many kinds for unreadable files
+            raise ConfigError(f"cannot read the RVE structure {self.structure!r} ({exc}); give an "
+                              "ASE-readable file (extxyz, cif, POSCAR, ...)") from None
+        if self.potential is not None:
+            species = " ".join(sorted(set(atoms.get_chemical_symbols())))
+            commands = ["pair_style scalelink", f"pair_coeff * * {self.potential} {species}"]
+        else:
+            commands = [str(line) for line in self.pair_commands or ()]
+        return AtomisticRVE(atoms, commands, strain_size=validate_strain_size(self.strain_size),
+                            relax=bool(self.relax), reference_relax=bool(self.reference_relax))
+
     def sample(self) -> MicroSamples:
         """Build the model and sample it (:func:`sample_micro_model`)."""
-        return sample_micro_model(
-            self.build_model(), num_samples=int(self.num_samples), strain_range=self.strain_range,
-            method=self.method, seed=int(self.seed),
-        )
+        model = self.build_model()
+        try:
+            return sample_micro_model(
+                model, num_samples=int(self.num_samples), strain_range=self.strain_range,
+                method=self.method, seed=int(self.seed),
+            )
+        finally:
+            close = getattr(model, "close", None)
+            if callable(close):  # an atomistic RVE frees its LAMMPS instance
+                close()
 
 
 def _from_factory(target: str, kwargs: Mapping[str, Any]) -> MicroModel:

@@ -107,10 +107,10 @@ def train_committee(
         raise ConfigError(f"{len(frames)} structures leave too few for training with test_fraction={config.test_fraction}")
     pool = [frames[i] for i in order[n_heldout:]]
     heldout = [frames[i] for i in order[:n_heldout]]
-    write(os.path.join(out, "pool.extxyz"), pool, format="extxyz")
+    write(os.path.join(out, "pool.extxyz"), pool, format="extxyz", parallel=False)
     heldout_path = os.path.join(out, "heldout.extxyz")
     if heldout:
-        write(heldout_path, heldout, format="extxyz")
+        write(heldout_path, heldout, format="extxyz", parallel=False)
 
     member_dirs = []
     for k in range(members):
@@ -121,7 +121,7 @@ def train_committee(
             size = max(2, int(round(bootstrap * len(pool))))
             chosen = [pool[i] for i in np.sort(rng.choice(len(pool), size=size, replace=False))]
         data_path = os.path.join(member_dir, "data.extxyz")
-        write(data_path, chosen, format="extxyz")
+        write(data_path, chosen, format="extxyz", parallel=False)
         member_config = dataclasses.replace(
             config, data=(data_path,), species=tuple(species), out=member_dir, seed=config.seed + k, test_fraction=0.0,
             init_from=None if warm_start is None else os.fspath(warm_start[k]),

@@ -81,7 +81,9 @@ def read_structures(paths: Sequence[str | os.PathLike[str]]) -> list[Atoms]:
         if not os.path.isfile(path):
             raise DataError(f"data file {path!r} does not exist")
         try:
-            chunk = read(path, index=":")
+            # not ASE's parallel mode: under mpirun it reads on rank 0 and broadcasts over
+            # COMM_WORLD, a collective that ranks not reading data would never join
+            chunk = read(path, index=":", parallel=False)
         except Exception as exc:  # ASE raises many types for unreadable files
             raise DataError(f"cannot read {path!r} with ASE: {exc}") from None
         chunk = chunk if isinstance(chunk, list) else [chunk]

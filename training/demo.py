@@ -129,9 +129,9 @@ def run_demo(out: str = "demo_out", *, train_seconds: float = 240.0, md_steps: i
 
     print("[4/5] held-out accuracy of the deployed file (ASE calculator)", flush=True)
     split = json.load(open(os.path.join(result.run_dir, "split.json")))
-    frames = read(data, index=":")
+    frames = read(data, index=":", parallel=False)
     test_file = os.path.join(out, "cuni_test.extxyz")
-    write(test_file, [frames[i] for i in split["test"]], format="extxyz")
+    write(test_file, [frames[i] for i in split["test"]], format="extxyz", parallel=False)
     metrics, _ = evaluate_model_file(model_file, [test_file])
     print(f"      {metrics.summary()}", flush=True)
 

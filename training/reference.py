@@ -81,5 +81,5 @@ def write_fcc_alloy_dataset(path: str | os.PathLike[str], n_structures: int, **k
     folder = os.path.dirname(os.fspath(path))
     if folder:
         os.makedirs(folder, exist_ok=True)
-    write(os.fspath(path), frames, format="extxyz")
+    write(os.fspath(path), frames, format="extxyz", parallel=False)
     return frames
