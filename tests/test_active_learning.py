@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from ase.calculators.emt import EMT
 from ase.io import read
 
@@ -183,3 +184,39 @@ def test_active_learning_example_quick(tmp_path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     records = json.loads((tmp_path / "out" / "learning.json").read_text())["iterations"]
     assert len(records) >= 2
+
+
+def test_control_arm_trains_on_initial_data_and_records_its_scores(tmp_path) -> None:
+    """The control committee: initial data only, warm-started from the previous control
+    committee, scored on the same target set (checked by scoring its file again)."""
+    from scalelink.training.active_learning import LearnConfig, learning_plot, run_active_learning
+    from scalelink.training.evaluate import evaluate_model_file
+
+    config = LearnConfig.quick(
+        initial_structures=6, target_structures=2, md_steps=10, check_every=5, max_new_frames=2, iterations=3,
+        train_seconds=5.0, epochs=2, threshold=0.0, upper_threshold=100.0, control=True,
+    )
+    out = tmp_path / "learn"
+    records = run_active_learning(config, str(out), log=lambda _: None)
+    assert len(records) == 3 and records[0]["labelled"] >= 1
+    # iteration 0: both arms are the same committee
+    assert records[0]["control_force_rmse_meV_per_A"] == records[0]["target_force_rmse_meV_per_A"]
+    initial = {a.get_potential_energy() for a in read(out / "initial_data.extxyz", ":")}
+    for k in (1, 2):
+        record, control = records[k], out / f"iter_{k}" / "control"
+        assert record["control_training_structures"] == 6 < record["training_structures"]
+        assert {a.get_potential_energy() for a in read(control / "pool.extxyz", ":")} == initial
+        previous = out / f"iter_{k - 1}" / ("control" if k > 1 else "")
+        for m in range(2):
+            member = yaml.safe_load((control / f"member_{m}" / "config.yaml").read_text())
+            assert Path(member["init_from"]) == previous / f"member_{m}"
+            assert member["time_limit"] == config.train_seconds and member["epochs"] == config.epochs
+        metrics, _ = evaluate_model_file(str(control / "committee.pt"), [str(out / "target_heldout.extxyz")])
+        assert record["control_force_rmse_meV_per_A"] == pytest.approx(1e3 * metrics.force_rmse, rel=1e-9)
+        assert record["control_energy_rmse_meV_per_atom"] == pytest.approx(1e3 * metrics.energy_rmse, rel=1e-9)
+        assert len(record["control_epochs_run"]) == 2
+    saved = json.loads((out / "learning.json").read_text())["iterations"]
+    assert [r["control_force_rmse_meV_per_A"] for r in saved] == [r["control_force_rmse_meV_per_A"] for r in records]
+    assert (out / "learning.png").is_file()
+    learning_plot([{k: v for k, v in r.items() if not k.startswith("control")} for r in records],
+                  str(tmp_path / "no_control.png"))

@@ -16,6 +16,14 @@ It stops when the fraction of checked MD frames that were collected falls below
 ``stop_fraction`` or the largest deviation stays below ``threshold`` all along the
 trajectory (the committee is confident there), or after ``iterations`` committees. The folder gets ``learning.json`` (one record per iteration,
 written after each), ``learning.png`` and one ``iter_K/`` folder per iteration.
+
+With ``control=True`` every iteration also trains a *control* committee the same way (same
+members, seeds, per-member budget, warm-started from the previous control committee as the
+active-learning committee is from its predecessor) on the initial data alone, and scores it
+on the same held-out target set (``iter_K/control/``). The control's own fall is what the
+extra training alone buys; the gap between the arms is what the new frames bought. At
+iteration 0 both arms train on the same data from scratch, so the control reuses that
+committee.
 """
 
 from __future__ import annotations
@@ -36,11 +44,12 @@ from ase.io import read, write
 from scalelink.bridge.errors import ConfigError
 
 from .calibration import calibration
-from .committee import train_committee
+from .committee import CommitteeResult, train_committee
 from .config import ModelConfig, TrainConfig
 from .evaluate import evaluate_model_file
 from .exploration import explore
 from .labelling import label_structures, make_labeller
+from .metrics import Collected, ErrorMetrics
 from .reference import LATTICE_CONSTANTS, fcc_alloy_structures
 
 __all__ = ["LearnConfig", "learning_plot", "load_learn_config", "run_active_learning", "target_structures"]
@@ -73,6 +82,11 @@ class LearnConfig:
             data sets learn fastest from single-structure steps).
         cutoff, model: the potential.
         seed: seeds everything.
+        control: also train and score the control arm of the module docstring (about
+            doubles the training time from iteration 1 on). Both arms get the same
+            ``epochs`` and ``train_seconds`` per member; where the epoch cap binds, the
+            control, with fewer structures, takes fewer optimiser steps (``epochs_run``
+            and ``control_epochs_run`` record the epochs).
     """
 
     species: tuple[str, ...] = ("Cu", "Ni")
@@ -102,6 +116,7 @@ class LearnConfig:
     cutoff: float = 4.0
     model: ModelConfig = field(default_factory=lambda: ModelConfig(num_layers=2, features=16, num_basis=6))
     seed: int = 0
+    control: bool = False
 
     def __post_init__(self) -> None:
         checks = [
@@ -186,7 +201,8 @@ def target_structures(config: LearnConfig, calculator: Any, n: int, seed: int) -
 
 
 def learning_plot(records: list[dict[str, Any]], path: str) -> None:
-    """Held-out target force error and training-set size per iteration, as PNG."""
+    """Held-out target force error (and the control arm's, where recorded) and training-set
+    size per iteration, as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -194,13 +210,18 @@ def learning_plot(records: list[dict[str, Any]], path: str) -> None:
 
     iterations = [r["iteration"] for r in records]
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.plot(iterations, [r["target_force_rmse_meV_per_A"] for r in records], "o-", color="C0")
+    ax.plot(iterations, [r["target_force_rmse_meV_per_A"] for r in records], "o-", color="C0",
+            label="active learning")
+    if all("control_force_rmse_meV_per_A" in r for r in records):
+        ax.plot(iterations, [r["control_force_rmse_meV_per_A"] for r in records], "^:", color="C2",
+                label="control: initial data only")
+        ax.legend(loc="lower left")
     ax.set_xlabel("iteration")
     ax.set_ylabel("target-regime force RMSE (meV/Å)", color="C0")
     ax.set_xticks(iterations)
     twin = ax.twinx()
     twin.plot(iterations, [r["training_structures"] for r in records], "s--", color="C1")
-    twin.set_ylabel("training structures", color="C1")
+    twin.set_ylabel("training structures (active learning)", color="C1")
     ax.set_title("active learning: held-out target error")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -209,7 +230,7 @@ def learning_plot(records: list[dict[str, Any]], path: str) -> None:
 
 def _initial_data(config: LearnConfig, calculator: Any) -> list[Atoms]:
     if config.initial_data is not None:
-        frames = read(config.initial_data, index=":")
+        frames = read(config.initial_data, index=":", parallel=False)
         return frames if isinstance(frames, list) else [frames]
     frames = fcc_alloy_structures(
         config.initial_structures, config.species, max_strain=config.initial_strain,
@@ -234,6 +255,27 @@ def _select(frames: list[Atoms], config: LearnConfig) -> list[Atoms]:
     return inside
 
 
+def _train_and_score(
+    config: LearnConfig, data_path: str, folder: str, iteration: int, target_path: str, previous: list[str] | None
+) -> tuple[CommitteeResult, ErrorMetrics, Collected, list[int]]:
+    """Train one committee of the loop on ``data_path`` in ``folder`` (warm-started from the
+    member folders ``previous``) and score it on the target set: (committee result, target
+    metrics, collected predictions, epochs run per member)."""
+    train_config = TrainConfig(
+        data=(data_path,), species=config.species, cutoff=config.cutoff, epochs=config.epochs,
+        out=folder, seed=config.seed + 10 * iteration, time_limit=config.train_seconds,
+        test_fraction=0.0, model=config.model, patience=config.epochs, batch_size=config.batch_size,
+    )
+    result = train_committee(train_config, folder, config.members, bootstrap=config.bootstrap, dtype="float32",
+                             warm_start=previous)
+    metrics, collected = evaluate_model_file(result.model_path, [target_path])
+    epochs = []
+    for member in result.member_dirs:
+        with open(os.path.join(member, "metrics.json"), encoding="utf-8") as handle:
+            epochs.append(int(json.load(handle)["epochs_run"]))
+    return result, metrics, collected, epochs
+
+
 def run_active_learning(
     config: LearnConfig, out: str, *, log: Callable[[str], None] = print
 ) -> list[dict[str, Any]]:
@@ -241,9 +283,12 @@ def run_active_learning(
 
     Each record: ``iteration``, ``training_structures``, ``target_force_rmse_meV_per_A``,
     ``target_energy_rmse_meV_per_atom``, ``target_spearman`` (force deviation vs error on
-    the target set), ``md_steps``, ``checks``, ``deviation_max_eV_per_A``,
-    ``deviation_median_eV_per_A``, ``collected``, ``collected_fraction``, ``labelled``,
-    ``rejected_unphysical``, ``md_stopped``, ``seconds``.
+    the target set), ``epochs_run`` (per member), ``md_steps``, ``checks``,
+    ``deviation_max_eV_per_A``, ``deviation_median_eV_per_A``, ``collected``,
+    ``collected_fraction``, ``labelled``, ``rejected_unphysical``, ``md_stopped``,
+    ``seconds``; with ``config.control`` also ``control_training_structures``,
+    ``control_force_rmse_meV_per_A``, ``control_energy_rmse_meV_per_atom`` and
+    ``control_epochs_run`` of the control committee.
     """
     start = time.perf_counter()
     os.makedirs(out, exist_ok=True)
@@ -253,29 +298,41 @@ def run_active_learning(
     data = _initial_data(config, calculator)
     for frame in data:
         frame.info["origin"] = "initial"
+    initial_path, initial_count = os.path.join(out, "initial_data.extxyz"), len(data)
+    write(initial_path, data, format="extxyz", parallel=False)
     target_path = os.path.join(out, "target_heldout.extxyz")
     write(target_path, target_structures(config, calculator, config.target_structures, config.seed + 1000),
-          format="extxyz")
+          format="extxyz", parallel=False)
     log(f"initial data: {len(data)} structures; held-out target set: {config.target_structures} structures "
         f"at {config.target_temperature:g} K")
 
     records: list[dict[str, Any]] = []
     previous: list[str] | None = None
+    previous_control: list[str] | None = None
     for iteration in range(config.iterations):
         t0 = time.perf_counter()
         folder = os.path.join(out, f"iter_{iteration}")
         os.makedirs(folder, exist_ok=True)
         data_path = os.path.join(folder, "data.extxyz")
-        write(data_path, data, format="extxyz")
-        train_config = TrainConfig(
-            data=(data_path,), species=config.species, cutoff=config.cutoff, epochs=config.epochs,
-            out=folder, seed=config.seed + 10 * iteration, time_limit=config.train_seconds,
-            test_fraction=0.0, model=config.model, patience=config.epochs, batch_size=config.batch_size,
-        )
-        result = train_committee(train_config, folder, config.members, bootstrap=config.bootstrap, dtype="float32",
-                                 warm_start=previous)
+        write(data_path, data, format="extxyz", parallel=False)
+        result, metrics, collected, epochs = _train_and_score(config, data_path, folder, iteration, target_path, previous)
         previous = result.member_dirs
-        metrics, collected = evaluate_model_file(result.model_path, [target_path])
+        control: dict[str, Any] = {}
+        if config.control:
+            if iteration == 0:
+                control_dirs, control_metrics, control_epochs = result.member_dirs, metrics, epochs
+            else:
+                control_result, control_metrics, _, control_epochs = _train_and_score(
+                    config, initial_path, os.path.join(folder, "control"), iteration, target_path, previous_control
+                )
+                control_dirs = control_result.member_dirs
+            previous_control = control_dirs
+            control = {
+                "control_training_structures": initial_count,
+                "control_force_rmse_meV_per_A": 1e3 * control_metrics.force_rmse,
+                "control_energy_rmse_meV_per_atom": 1e3 * control_metrics.energy_rmse,
+                "control_epochs_run": control_epochs,
+            }
         f_pred, f_ref = collected.arrays("forces")
         spearman = calibration(np.concatenate(collected.force_deviation),
                                np.linalg.norm(f_pred - f_ref, axis=1)).spearman
@@ -293,7 +350,7 @@ def run_active_learning(
         new: list[Atoms] = []
         rejected = 0
         if not stop and iteration + 1 < config.iterations:
-            candidates = read(run.frames_path, index=":") if run.collected else []
+            candidates = read(run.frames_path, index=":", parallel=False) if run.collected else []
             labelled = label_structures(_select(candidates, config), calculator)
             new = [f for f in labelled if np.abs(f.get_forces()).max() <= config.max_reference_force]
             rejected = len(labelled) - len(new)
@@ -306,6 +363,8 @@ def run_active_learning(
             "target_force_rmse_meV_per_A": 1e3 * metrics.force_rmse,
             "target_energy_rmse_meV_per_atom": 1e3 * metrics.energy_rmse,
             "target_spearman": spearman,
+            "epochs_run": epochs,
+            **control,
             "md_steps": run.steps,
             "checks": len(run.deviations),
             "deviation_max_eV_per_A": float(run.deviations.max()) if run.deviations.size else None,
@@ -323,6 +382,9 @@ def run_active_learning(
             f"{record['target_energy_rmse_meV_per_atom']:.2f} meV/atom; MD {run.steps} steps, max deviation "
             f"{record['deviation_max_eV_per_A'] or 0.0:.3f} eV/Å, collected {run.collected}/{checks}, "
             f"labelled {len(new)} ({record['seconds']:.0f} s){'; ' + run.stopped if run.stopped else ''}")
+        if control:
+            log(f"  control (initial data only): target force RMSE {control['control_force_rmse_meV_per_A']:.1f} "
+                f"meV/Å, energy RMSE {control['control_energy_rmse_meV_per_atom']:.2f} meV/atom")
         with open(os.path.join(out, "learning.json"), "w", encoding="utf-8") as handle:
             json.dump({"config": json.loads(json.dumps(dataclasses.asdict(config))), "iterations": records,
                        "seconds": time.perf_counter() - start}, handle, indent=2)

@@ -8,8 +8,8 @@
 ``scalelink make-data OUT.extxyz [--n 400] [--species Cu Ni]``
 ``scalelink demo [--out DIR]``
 ``scalelink train-committee [CONFIG.yaml] -o RUN_DIR --members N [--bootstrap FRACTION] [--data ...]``
-``scalelink learn [LEARN.yaml] -o DIR [--quick] [--iterations K] [--labeller emt|eam|module:factory]``
-``scalelink sample-micro OUT.npz [--spec SPEC.yaml] [--model linear_elastic --young E --poisson NU | --module pkg.mod:factory] [--num-samples N] [--strain-range A]``
+``scalelink learn [LEARN.yaml] -o DIR [--quick] [--iterations K] [--labeller emt|eam|module:factory] [--control]``
+``scalelink sample-micro OUT.npz [--spec SPEC.yaml] [--model linear_elastic --young E --poisson NU | --model atomistic --structure CELL --potential model.pt | --module pkg.mod:factory] [--num-samples N] [--strain-range A]``
 ``scalelink train-surrogate DATA.npz -o RUN_DIR [--epochs N] [--time-limit S] [--width W] [--depth D] [--tangent-weight X]``
 ``scalelink deploy-surrogate RUN_DIR -o model.pt [--dtype float32|float64]``
 """
@@ -144,10 +144,14 @@ def _sample_micro(args: argparse.Namespace) -> int:
         if not isinstance(loaded, dict):
             raise ConfigError(f"{args.spec}: a sampling spec must be a mapping, got {type(loaded).__name__}")
         raw.update(loaded)
-    for name in ("model", "young", "poisson", "strain_size", "stress_unit", "module", "num_samples",
-                 "strain_range", "method", "seed"):
+    for name in ("model", "young", "poisson", "strain_size", "stress_unit", "structure", "potential",
+                 "relax", "reference_relax", "module", "num_samples", "strain_range", "method", "seed"):
         if getattr(args, name) is not None:
             raw[name] = getattr(args, name)
+    if args.pair_coeff and args.pair_style is None:
+        raise ConfigError(f"--pair-coeff {args.pair_coeff} needs --pair-style too (e.g. --pair-style eam/alloy)")
+    if args.pair_style is not None:
+        raw["pair_commands"] = [f"pair_style {args.pair_style}"] + [f"pair_coeff {c}" for c in args.pair_coeff or ()]
     samples = SamplingSpec.from_mapping(raw, where=args.spec or "sample-micro flags").sample()
     samples.save(args.output)
     print(f"wrote {args.output}: {samples.strain.shape[0]} samples, strain size {samples.strain_size}, "
@@ -207,10 +211,13 @@ def _learn(args: argparse.Namespace) -> int:
     config = load_learn_config(
         args.config, quick=args.quick, iterations=args.iterations, labeller=args.labeller,
         target_temperature=args.temperature, members=args.members, train_seconds=args.train_seconds,
-        md_steps=args.md_steps, threshold=args.threshold, seed=args.seed,
+        md_steps=args.md_steps, threshold=args.threshold, seed=args.seed, control=args.control or None,
     )
     records = run_active_learning(config, args.output)
     errors = ", ".join(f"{r['target_force_rmse_meV_per_A']:.0f}" for r in records)
+    if config.control:
+        errors += "; control arm (initial data only): " + ", ".join(
+            f"{r['control_force_rmse_meV_per_A']:.0f}" for r in records)
     print(f"{len(records)} iterations; target-regime force RMSE per iteration (meV/Å): {errors}; "
           f"see {os.path.join(args.output, 'learning.json')} and learning.png")
     return 0
@@ -272,11 +279,19 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample-micro", help="strain/stress/tangent samples of a micro model (.npz)")
     p.add_argument("output", help="sample file to write (e.g. samples.npz)")
     p.add_argument("--spec", help="YAML mapping with the keys below (flags override it)")
-    p.add_argument("--model", choices=["linear_elastic"], help="built-in micro model")
+    p.add_argument("--model", choices=["linear_elastic", "atomistic"], help="built-in micro model")
     p.add_argument("--young", type=float, help="Young's modulus (linear_elastic), in the stress unit")
     p.add_argument("--poisson", type=float, help="Poisson's ratio (linear_elastic)")
     p.add_argument("--strain-size", type=int, choices=[3, 6], help="3: 2D plane strain, 6: 3D (built-in models)")
     p.add_argument("--stress-unit", help="stress unit of the moduli (default GPa)")
+    p.add_argument("--structure", help="ASE-readable periodic cell of the atomistic RVE")
+    p.add_argument("--potential", help="ScaleLink model file of the atomistic RVE (pair_style scalelink)")
+    p.add_argument("--pair-style", help="LAMMPS pair_style arguments instead of --potential, e.g. 'eam/alloy'")
+    p.add_argument("--pair-coeff", action="append", help="pair_coeff arguments (repeatable), e.g. '* * CuNi.eam.alloy Cu Ni'")
+    p.add_argument("--no-relax", dest="relax", action="store_const", const=False,
+                   help="atomistic: affine atoms, no relaxation (exact for monatomic Bravais lattices)")
+    p.add_argument("--reference-relax", action="store_const", const=True,
+                   help="atomistic: relax the reference cell to zero stress first")
     p.add_argument("--module", help="'package.module:factory' returning a MicroModel")
     p.add_argument("--num-samples", type=int, help="number of strains (default 1000)")
     p.add_argument("--strain-range", type=float, help="amplitude: every Mandel component in [-A, A] (default 0.01)")
@@ -333,6 +348,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--md-steps", type=int, help="exploration MD steps per iteration")
     p.add_argument("--threshold", type=float, help="collect frames above this force deviation (eV/Å)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--control", action="store_true",
+                   help="also train a control committee on the initial data only, same budget (about doubles training)")
     p.set_defaults(func=_learn)
     return parser
 

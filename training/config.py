@@ -99,11 +99,16 @@ class SourceConfig:
         noise_energy: energy-per-atom noise σ_E (eV/atom), initial value if learned.
         noise_forces: force-component noise σ_F (eV/Å), initial value if learned.
         learn_noise: train log σ_E and log σ_F with the network.
+        energy_offset: this source's energies carry their own per-species reference
+            energies (another code, pseudopotentials or functional): train per-species
+            offsets for it, so that its energies inform energy differences only. Sources
+            without (at least one) fix the energy zero of the deployed model.
     """
 
     noise_energy: float = 0.005
     noise_forces: float = 0.1
     learn_noise: bool = False
+    energy_offset: bool = False
 
     def __post_init__(self) -> None:
         if not (self.noise_energy > 0.0 and self.noise_forces > 0.0):

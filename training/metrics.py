@@ -155,7 +155,11 @@ def learning_curves(history: list[dict[str, float]], path: str | os.PathLike[str
         ("force_rmse_meV_per_A", "validation force RMSE (meV/Å)", axes[2]),
     )
     for key, label, ax in panels:
-        ax.semilogy(epochs, [h[key] for h in history])
+        values = [h[key] for h in history]
+        ax.plot(epochs, values)
+        # a negative log-likelihood can go below zero; a log axis only where every value is positive
+        if min(values) > 0.0:
+            ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)

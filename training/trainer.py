@@ -25,7 +25,7 @@ from tqdm import tqdm
 from .behler_parrinello import BehlerParrinelloPotential, fit_feature_scaling, symmetry_function_set
 from .config import LossWeights, TrainConfig
 from .data import atoms_to_data, infer_species, make_loader, read_structures, reference_energies, split_indices
-from .losses import prepare_sources, source_nll
+from .losses import SourceNoise, fit_energy_reference, prepare_sources, source_nll
 from .metrics import Collected, ErrorMetrics, error_metrics, learning_curves, parity_plot, write_json
 from .model import GNNPotential
 from .predict import predict
@@ -148,26 +148,35 @@ def _force_scale(graphs: Sequence[Data]) -> float:
 
 
 @torch.no_grad()
-def _residual_shift(model: GNNPotential, loader: DataLoader, num_species: int) -> np.ndarray:
-    rows, residuals = [], []
+def _refit_energy_shift(
+    model: GNNPotential, loader: DataLoader, num_species: int, noise: SourceNoise | None = None, *,
+    update_noise: bool = False,
+) -> None:
+    """Re-fit the per-species reference energies to the training residuals, weighted as the
+    loss's energy term weighs them (:func:`scalelink.training.losses.fit_energy_reference`;
+    with ``update_noise`` the learned energy noise levels are re-fitted with them).
+
+    Forces do not see these constants; the optimiser, driven mostly by forces, leaves them
+    a little off. The correction is linear and exact on the training set. It must weigh
+    frames as the loss does: an unweighted fit hands the energy zero to whichever source
+    has the most frames, however biased or down-weighted its energies are.
+    """
+    fractions, residuals, weights, sources = [], [], [], []
     for batch in loader:
         with torch.enable_grad():
             pred = predict(model, batch, create_graph=False)
         counts = torch.zeros((int(batch.num_graphs), num_species), dtype=torch.float64)
         counts.index_put_((batch.batch, batch.species), torch.ones(batch.species.shape[0], dtype=torch.float64), accumulate=True)
-        rows.append(counts.numpy())
-        residuals.append((batch.energy - pred.energy.detach()).double().numpy())
-    solution, *_ = np.linalg.lstsq(np.concatenate(rows), np.concatenate(residuals), rcond=None)
-    return solution
-
-
-def _refit_energy_shift(model: GNNPotential, loader: DataLoader, num_species: int) -> None:
-    """Re-fit the per-species reference energies to the training residuals (least squares).
-
-    Forces do not see these constants; the optimiser, driven mostly by forces, leaves them
-    a little off. The correction is linear and exact on the training set.
-    """
-    correction = _residual_shift(model, loader, num_species)
+        natoms = batch.natoms.double()
+        fractions.append((counts / natoms.unsqueeze(-1)).numpy())
+        residuals.append(((batch.energy - pred.energy.detach()).double() / natoms).numpy())
+        weights.append(batch.weight.double().numpy())
+        if noise is not None:
+            sources.append(batch.source.view(-1).numpy())
+    correction = fit_energy_reference(
+        np.concatenate(fractions), np.concatenate(residuals), np.concatenate(weights),
+        np.concatenate(sources) if sources else None, noise, update_noise=update_noise,
+    )
     model.energy_shift += torch.as_tensor(correction, dtype=model.energy_shift.dtype)
 
 
@@ -229,8 +238,8 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
     split = split_indices(len(frames), config.validation_fraction, config.test_fraction, config.seed)
     write_json({k: getattr(split, k).tolist() for k in ("train", "validation", "test")}, os.path.join(run_dir, "split.json"))
     graphs = [atoms_to_data(a, species, config.cutoff, dtype) for a in frames]
-    noise = prepare_sources(config, frames, graphs)
-    extra_parameters = [] if noise is None else [noise.log_sigma]
+    noise = prepare_sources(config, frames, graphs, len(species))
+    extra_parameters = [] if noise is None else list(noise.parameters())
     train_graphs = [graphs[i] for i in split.train]
     shift = reference_energies([frames[i] for i in split.train], species)
 
@@ -240,6 +249,10 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
         fit_feature_scaling(model, train_graphs)
     if config.init_from is not None and not resume:
         model, model_kwargs = _warm_start(config.init_from, species, config.architecture, dtype)
+    elif noise is not None or any(float(g.weight) != 1.0 for g in train_graphs):
+        # start from the energy zero the weighted loss wants, not the unweighted one of `shift`
+        _refit_energy_shift(model, make_loader(train_graphs, config.batch_size, shuffle=False, seed=0), len(species), noise)
+        model_kwargs["energy_shift"] = model.energy_shift.double().tolist()
     optimizer = torch.optim.Adam([*model.parameters(), *extra_parameters], lr=config.learning_rate)
     train_loader = make_loader(train_graphs, config.batch_size, shuffle=True, seed=config.seed)
     val_graphs = [graphs[i] for i in split.validation] or train_graphs
@@ -331,9 +344,14 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
 
     best_model, _ = load_checkpoint(run_dir, "best")
     best_model.eval()
-    _refit_energy_shift(best_model, make_loader(train_graphs, config.batch_size, shuffle=False, seed=0), len(species))
     state = torch.load(os.path.join(run_dir, "checkpoint_best.pt"), map_location="cpu", weights_only=False)
+    if noise is not None:
+        noise.load_state_dict(state["noise_state"])  # the noise levels that went with the best network
+    _refit_energy_shift(best_model, make_loader(train_graphs, config.batch_size, shuffle=False, seed=0), len(species), noise,
+                        update_noise=True)
     state["model_state"] = best_model.state_dict()
+    if noise is not None:
+        state["noise_state"] = noise.state_dict()
     state["model_kwargs"]["energy_shift"] = best_model.energy_shift.double().tolist()
     _save_checkpoint(os.path.join(run_dir, "checkpoint_best.pt"), state)
     val_collected = collect(best_model, val_loader, species)
