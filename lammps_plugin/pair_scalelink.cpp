@@ -21,7 +21,12 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 using namespace LAMMPS_NS;
 
@@ -156,6 +161,29 @@ void PairScaleLink::coeff(int narg, char **arg)
 }
 
 /* ----------------------------------------------------------------------
+   Every step the model allocates and frees the same large tensors (tens of MB at a few
+   thousand atoms). glibc returns such blocks to the system on free and the next step
+   faults them in again, page by page, which cost as much as the model's arithmetic. Kept
+   on the heap instead, they are reused: blocks up to 32 MB (glibc's largest allowed
+   threshold) come from the heap, and freed memory is not trimmed. The process keeps its
+   peak memory. A user's own malloc settings (environment) take precedence.
+------------------------------------------------------------------------- */
+
+static bool keep_freed_memory()
+{
+#ifdef __GLIBC__
+  const char *tunables = std::getenv("GLIBC_TUNABLES");
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") || std::getenv("MALLOC_TRIM_THRESHOLD_") ||
+      (tunables && std::strstr(tunables, "glibc.malloc.")))
+    return false;
+  return mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) == 1 &&
+      mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max()) == 1;
+#else
+  return false;
+#endif
+}
+
+/* ----------------------------------------------------------------------
    Every rank reads the file. A failure on any rank (a file missing on one node, say) must
    stop all ranks with the same message, never leave some waiting in the next collective.
 ------------------------------------------------------------------------- */
@@ -211,6 +239,9 @@ void PairScaleLink::load_model(const std::string &file)
   if (comm->me == 0)
     utils::logmesg(lmp, "ScaleLink: torch uses {} thread(s) per MPI rank\n",
                    ScaleLink::torch_num_threads());
+  if (device == "cpu" && keep_freed_memory() && comm->me == 0)
+    utils::logmesg(lmp, "ScaleLink: freed memory stays on the heap for reuse (malloc mmap "
+                        "threshold 32 MB, no trimming)\n");
 }
 
 /* ----------------------------------------------------------------------

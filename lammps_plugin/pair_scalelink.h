@@ -22,6 +22,12 @@
    compute asks for them) on local and ghost atoms; ghost contributions travel back to
    their owners by reverse communication.
 
+   On CPU the model runs as plain inference: weights frozen, TorchScript's graph optimiser
+   off (it has no CPU fuser, and its differentiable subgraphs keep more activations alive),
+   and freed memory kept on the heap for the next step (glibc mallopt, process-wide, unless
+   the environment sets malloc options): the model allocates and frees the same large
+   tensors every step, and faulting them in afresh cost as much as its arithmetic.
+
    Units: the model declares its own (metal); runs in units real or si are converted
    automatically, other unit styles are refused.
 

@@ -62,19 +62,22 @@ void PairScaleLink::build_graph(int hops)
     const std::size_t end = node_atom.size();
     for (std::size_t k = begin; k < end; k++) {
       const int i = node_atom[k];
+      const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
       const int *neighbours = firstneigh[i];
-      for (int jj = 0; jj < numneigh[i]; jj++) {
+      const int count = numneigh[i];
+      for (int jj = 0; jj < count; jj++) {
         const int j = neighbours[jj] & NEIGHMASK;
+        // most of the list lies in the skin: test the distance first
+        const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
+        if (dx * dx + dy * dy + dz * dz >= cutoff_sq) continue;
         const int species = type_species[type[j]];
         if (species < 0) continue;
-        const double dx = x[j][0] - x[i][0];
-        const double dy = x[j][1] - x[i][1];
-        const double dz = x[j][2] - x[i][2];
-        if (dx * dx + dy * dy + dz * dz >= cutoff_sq) continue;
         if (node_of_atom[j] < 0) add_node(j, species);
         edge_centre.push_back(static_cast<std::int64_t>(k));
         edge_neighbour.push_back(node_of_atom[j]);
-        edge_vectors.insert(edge_vectors.end(), {dx * to_model, dy * to_model, dz * to_model});
+        edge_vectors.push_back(dx * to_model);
+        edge_vectors.push_back(dy * to_model);
+        edge_vectors.push_back(dz * to_model);
       }
     }
     begin = end;

@@ -11,6 +11,7 @@
 
 #include <ATen/Parallel.h>
 #include <c10/core/DeviceGuard.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/cuda.h>
 
 #include <cerrno>
@@ -59,7 +60,6 @@ namespace detail {
 void Model::point_into(ModelResult &result, bool atomic_virial) const
 {
   result.atomic_energy = impl->atomic_energy.data_ptr<double>();
-  result.forces = impl->forces.data_ptr<double>();
   if (atomic_virial) result.atomic_virial = impl->atomic_virial.data_ptr<double>();
   if (impl->metadata.committee_size > 1) {
     result.member_energy = impl->member_energy.data_ptr<double>();
@@ -216,6 +216,9 @@ Model::Model(const std::string &path, const std::string &device) : impl(std::mak
     throw ModelError("cannot read model file " + path + " as TorchScript: " + first_line(e.what()));
   }
   impl->module.eval();
+  // Inference only: with no weight asking for gradients, autograd records no weight
+  // gradients and frees activations that only those would have needed.
+  for (const at::Tensor &parameter : impl->module.parameters()) parameter.requires_grad_(false);
 
   const std::string &text = extra[Keys::METADATA_FILE];
   if (text.empty())
@@ -264,6 +267,9 @@ ModelResult Model::evaluate(const GraphView &graph, bool atomic_virial)
   try {
     // anything the model allocates without naming a device lands on the model's own GPU
     const c10::DeviceGuard guard(device);
+    // On CPU the profiling executor's differentiable subgraphs are no faster than plain
+    // autograd and keep more activations alive; it has no CPU fuser to make up for that.
+    const torch::jit::GraphOptimizerEnabledGuard optimizer(device.is_cuda());
     c10::Dict<std::string, at::Tensor> inputs;
     inputs.insert(Keys::EDGE_INDEX, n_edges ? view(graph.edge_index, {2, n_edges}, int64)
                                             : torch::empty({2, 0}, int64.device(device)));
@@ -291,6 +297,7 @@ ModelResult Model::evaluate(const GraphView &graph, bool atomic_virial)
     detail::rethrow_as_model_error();
   }
   point_into(result, atomic_virial);
+  result.forces = impl->forces.data_ptr<double>();
   return result;
 }
 

@@ -124,7 +124,7 @@ class Model {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl;
-  // Points `result` at the outputs kept alive in impl.
+  // Points `result` at the outputs kept alive in impl, forces excepted.
   void point_into(ModelResult &result, bool atomic_virial) const;
 };
 

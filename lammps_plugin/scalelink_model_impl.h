@@ -12,6 +12,7 @@
 #include <torch/script.h>
 
 #include <string>
+#include <vector>
 
 namespace ScaleLink {
 
@@ -24,6 +25,8 @@ struct Model::Impl {
   int num_features = 0;                    // 0: no per-layer methods in the file
   // Keep the last outputs alive: ModelResult points into them.
   at::Tensor atomic_energy, forces, atomic_virial, member_energy, member_forces;
+  // evaluate_layers() sums the forces here itself, [3 * n_nodes], reused from step to step.
+  std::vector<double> node_forces;
 };
 
 namespace detail {

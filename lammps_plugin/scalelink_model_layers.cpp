@@ -18,9 +18,9 @@
 
 #include <c10/core/DeviceGuard.h>
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 
 #include <algorithm>
-#include <cstring>
 #include <sstream>
 #include <vector>
 
@@ -34,6 +34,32 @@ namespace {
   void add_gradient(at::Tensor &sum, const at::Tensor &gradient)
   {
     if (gradient.defined()) sum += gradient.to(sum.scalar_type());
+  }
+
+  // forces [3 * n_nodes] and virial xx yy zz xy xz yz from dE/dr_e [3 * n_edges] (float64,
+  // model units): with r_e = r_j - r_i, F_i += dE/dr_e, F_j -= dE/dr_e and
+  // W = -sum_e r_e (x) dE/dr_e.
+  void edge_forces_and_virial(const GraphView &graph, const double *gradient,
+                              std::vector<double> &forces, double virial[6])
+  {
+    forces.assign(3 * graph.n_nodes, 0.0);
+    const std::int64_t *centre = graph.edge_index, *neighbour = graph.edge_index + graph.n_edges;
+    double w[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    for (std::int64_t e = 0; e < graph.n_edges; e++) {
+      const double *g = gradient + 3 * e, *r = graph.edge_vectors + 3 * e;
+      double *fi = &forces[3 * centre[e]], *fj = &forces[3 * neighbour[e]];
+      for (int c = 0; c < 3; c++) {
+        fi[c] += g[c];
+        fj[c] -= g[c];
+      }
+      w[0] -= r[0] * g[0];
+      w[1] -= r[1] * g[1];
+      w[2] -= r[2] * g[2];
+      w[3] -= r[0] * g[1];
+      w[4] -= r[0] * g[2];
+      w[5] -= r[1] * g[2];
+    }
+    std::copy_n(w, 6, virial);
   }
 
   std::string shape(const at::Tensor &tensor)
@@ -90,6 +116,9 @@ ModelResult Model::evaluate_layers(const GraphView &graph, const FeatureExchange
   ModelResult result;
   try {
     const c10::DeviceGuard guard(device);
+    // On CPU the profiling executor's differentiable subgraphs are no faster than plain
+    // autograd and keep more activations alive; it has no CPU fuser to make up for that.
+    const torch::jit::GraphOptimizerEnabledGuard optimizer(device.is_cuda());
     const torch::AutoGradMode grad_mode(true);
     const at::Tensor edge_index = n_edges ? view(graph.edge_index, {2, n_edges}, int64)
                                           : torch::empty({2, 0}, int64.device(device));
@@ -138,14 +167,18 @@ ModelResult Model::evaluate_layers(const GraphView &graph, const FeatureExchange
     inputs.clear();
     outputs.clear();
 
-    const c10::IValue returned =
-        module.run_method("derivatives", edge_gradient, vectors64, edge_index, n_nodes);
-    if (!returned.isGenericDict()) throw ModelError("derivatives() did not return a Dict[str, Tensor]");
-    const auto out = returned.toGenericDict();
-    impl->forces = output(out, Keys::FORCES, 3 * n_nodes);
-    const at::Tensor virial = output(out, Keys::VIRIAL, 6);
-    std::memcpy(result.virial, virial.data_ptr<double>(), 6 * sizeof(double));
-    impl->atomic_virial = atomic_virial ? output(out, Keys::ATOMIC_VIRIAL, 9 * n_nodes) : at::Tensor();
+    // Forces and the virial follow from dE/dr_e by the graph convention alone; derivatives()
+    // is called only for what it adds, the per-node virials.
+    const at::Tensor dE_dr = edge_gradient.to(torch::kCPU).contiguous();
+    edge_forces_and_virial(graph, dE_dr.data_ptr<double>(), impl->node_forces, result.virial);
+    if (atomic_virial) {
+      const c10::IValue returned =
+          module.run_method("derivatives", edge_gradient, vectors64, edge_index, n_nodes);
+      if (!returned.isGenericDict()) throw ModelError("derivatives() did not return a Dict[str, Tensor]");
+      impl->atomic_virial = output(returned.toGenericDict(), Keys::ATOMIC_VIRIAL, 9 * n_nodes);
+    } else {
+      impl->atomic_virial = at::Tensor();
+    }
     impl->atomic_energy = atomic.detach().to(torch::kCPU, torch::kFloat64).contiguous();
     if (impl->atomic_energy.numel() != n_local)
       throw ModelError("readout() returned " + std::to_string(impl->atomic_energy.numel()) +
@@ -155,6 +188,7 @@ ModelResult Model::evaluate_layers(const GraphView &graph, const FeatureExchange
     detail::rethrow_as_model_error();
   }
   point_into(result, atomic_virial);
+  result.forces = impl->node_forces.data();
   return result;
 }
 
