@@ -300,7 +300,7 @@ def scalelink_model(requested: str | None, work: Path, data: Path, test_indices:
 def lammps_run(pair: str, lmp: Path, env: dict[str, str], cells: int, steps: int, ranks: int, workdir: Path,
                name: str) -> dict[str, float]:
     """µs/atom/step of the timed run; user/system CPU seconds of the timed loop; peak RSS."""
-    text = SYSTEM.format(lattice="fcc", a=3.565, cells=cells, pair=pair, steps=steps)
+    text = SYSTEM.format(lattice="fcc", a=3.565, cells=cells, pair=pair, steps=steps, final="")
     baseline = text.replace(f"run 5\nrun {steps}\n", "run 5\n")
     usage = {}
     for label, body in (("full", text), ("warmup", baseline)):
