@@ -4,7 +4,7 @@
 
 For a 3-hidden-layer, 64-wide SiLU network (random weights: speed does not depend on training;
 ``--variant energy`` times the hyperelastic form, whose tangent is the Hessian of an energy),
-in 2D (m = 3) and 3D (m = 6), float32 and float64, it measures quadrature points per second of
+in 2D (m = 3) and 3D (m = 6), float32, float64 and ``mixed`` (float64 stress, float32 tangent), it measures quadrature points per second of
 one call returning stress and tangent, for several batch sizes and thread counts:
 
 * ``forward-mode``: the deployed model file through :class:`scalelink.bridge.inference.ConstitutiveEngine`
@@ -105,12 +105,17 @@ def main() -> None:
         for threads in args.threads:
             pool = ThreadPoolExecutor(threads) if threads > 1 else None
             for m in (3, 6):
-                for dtype in ("float32", "float64"):
+                for dtype in ("float32", "float64", "mixed"):
+                    if dtype == "mixed" and args.variant != "stress":
+                        continue
                     mlp = _network(m, args.variant)
                     path = os.path.join(folder, f"m{m}_{dtype}.pt")
-                    export_constitutive(mlp, path, dtype=dtype)
+                    if dtype == "mixed":  # float64 stress, float32 tangent
+                        export_constitutive(mlp, path, dtype="float64", tangent_dtype="float32")
+                    else:
+                        export_constitutive(mlp, path, dtype=dtype)
                     engine = ConstitutiveEngine(path, chunk_size=args.chunk_size, num_threads=threads)
-                    eager = mlp.to(_DTYPES[dtype]).eval()
+                    eager = mlp.to(_DTYPES.get(dtype, torch.float64)).eval()
                     for n in args.batches:
                         strain = np.random.default_rng(1).uniform(-1e-2, 1e-2, (n, m))
                         small = strain[: min(n, 4 * args.chunk_size)]
@@ -118,7 +123,7 @@ def main() -> None:
                                                     lambda: engine.evaluate(small))
                         row = {"threads": threads, "strain_size": m, "dtype": dtype, "batch": n,
                                "forward_mode": rate, "forward_mode_per_cpu_s": cpu_rate}
-                        if n <= args.autograd_max_batch:
+                        if n <= args.autograd_max_batch and dtype != "mixed":
                             warm = _autograd_call(eager, small, args.chunk_size, pool)
                             row["autograd"], row["autograd_per_cpu_s"] = _best_rate(
                                 _autograd_call(eager, strain, args.chunk_size, pool), n, args.min_time, warm)

@@ -118,6 +118,9 @@ class ConstitutiveEngine:
         self.strain_size = metadata.constitutive.strain_size
         self.stress_unit = metadata.constitutive.stress_unit
         self.chunk_size = int(chunk_size)
+        # TorchScript's optimising executor profiles the first calls (tens of ms each) and has no fuser
+        # for these graphs on the CPU, where it only keeps more intermediates alive; GPUs keep it
+        self._optimize = self.device.type != "cpu"
         # staging buffers for a GPU (pinned host memory for asynchronous copies), kept between calls
         self._host: torch.Tensor | None = None
         self._input: torch.Tensor | None = None
@@ -148,8 +151,8 @@ class ConstitutiveEngine:
 
         def run(start: int) -> None:
             stop = min(start + self.chunk_size, n)
-            # inference mode is per thread, so every worker enters it itself
-            with torch.inference_mode():
+            # inference mode and the executor setting are per thread, so every worker sets them itself
+            with torch.inference_mode(), torch.jit.optimized_execution(self._optimize):
                 s, t = self.module(self._stage(source[start:stop]))
                 stress_out[start:stop].copy_(s)
                 tangent_out[start:stop].copy_(t)

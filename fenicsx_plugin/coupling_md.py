@@ -6,7 +6,8 @@ The FE ranks (dolfinx, :mod:`~scalelink.fenicsx.coupling_md_continuum`) and the 
 :func:`~scalelink.bridge.exchange.split_world`; each group is parallel on its own, nothing is
 replicated on every rank and nothing goes through files. The geometry is a strip periodic in y
 (:mod:`~scalelink.fenicsx.wave_strip`): atoms on the left, elements on the right, overlapping on
-``[X_a, X_b]`` where the continuum weight α(x) rises linearly from 0 to 1. Wave-packet and patch
+``[X_a, X_b]`` where the continuum weight α(x) rises from 0 to 1 (starting with zero slope, see
+:meth:`~scalelink.fenicsx.wave_strip.WaveStrip.alpha`). Wave-packet and patch
 tests are in :mod:`~scalelink.fenicsx.coupling_md_runs`.
 
 Method (bridging domain with *force-based* blending):
@@ -25,9 +26,13 @@ Method (bridging domain with *force-based* blending):
   carry, wavelengths below 2h, stays free); ``θ = (1 − β)/2`` makes the FE nodal amplitude of a
   plane wave match what carries the same energy in a mesh with mass blend β, to O((kh)⁴)
   (:func:`~scalelink.fenicsx.coupling_md_runs.matched_gram_blend`).
-* Fine-scale damping: a force ``η α² m (Q v − v)_i`` on the handshake atoms, Q the L2 projection of
+* Fine-scale damping: a force ``η α m (Q v − v)_i`` on the handshake atoms, Q the L2 projection of
   the atom velocities onto the mesh (computed from the FE velocities, which the constraint ties to
-  it), i.e. a dashpot against exactly the motion the mesh cannot carry.
+  it), i.e. a dashpot against exactly the motion the mesh cannot carry. Like a perfectly matched
+  layer it absorbs that motion over the whole handshake with a rate that grows from zero with zero
+  slope, so the impedance seen by an incoming wave changes gradually and little is reflected;
+  what is still left at ``X_b`` (where the pad atoms, following the mesh, reflect it) is damped
+  again on the way back.
 * Time integration: leapfrog (LAMMPS's velocity Verlet for the atoms, explicit central differences
   for the FE with mass ``(1 − β) M_lumped + β M_consistent``), and one velocity projection per step
   (RATTLE for a linear constraint: the projections after both half kicks merge into one). The
@@ -43,7 +48,7 @@ with the strain (the 1D chain of :mod:`~scalelink.fenicsx.coupling_dynamics` rem
 the reference state), and LAMMPS pair styles cannot weight single bonds without one atom type per
 lattice column. The price: energy is not an exact invariant. Without damping the 2D handshake is
 weakly unstable (a fine-scale mode in the last elements before ``X_b`` grows by about 5 % per ps);
-a damping rate η of 2/ps already suppresses it, the default is 10/ps.
+a damping rate η of 2/ps already suppresses it, the default is 5/ps.
 
 Exchange per step, pipelined so the MD ranks wait only for the part of the FE step that needs the
 atoms: the FE ranks do everything else (:meth:`~ContinuumStrip.predict`, :meth:`~ContinuumStrip.advance`)

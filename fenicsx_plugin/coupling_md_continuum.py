@@ -108,7 +108,9 @@ class ContinuumStrip:
 
         alpha = s.alpha(band.x[:, 0])
         hs = band.is_handshake
-        self.rate = np.where(hs, s.config.fine_damping * alpha**2, 0.0)[:, None]  # fine-scale damping, 1/ps
+        # fine-scale damping, 1/ps: rising with α from zero slope at X_a, a gradual (PML-like) ramp that
+        # reflects little, and reaching η at X_b, where what was not absorbed on the way in would bounce
+        self.rate = np.where(hs, s.config.fine_damping * alpha, 0.0)[:, None]
         self.inv_weight = np.where(hs, 1.0 / np.where(hs, 1.0 - alpha, 1.0), 0.0)[:, None]  # 1/(1 − α)
         d_inv = self.B.createVecs()[1]
         d_inv.array[:] = np.repeat(self.inv_weight[:, 0] / self.atom_mass, 2)

@@ -2,7 +2,7 @@
 
 CASES is a comma-separated list of: ``patch`` (uniform strain at rest; with several MD ranks the
 x cut between them moves half-way, so band atoms change MD rank), ``waves`` (packets at k a = 0.2,
-1.0 with the dispersion surrogate, 1.0 lumped, 2.0 above the mesh cutoff), ``wave1`` (k a = 1.0
+1.0 with the dispersion surrogate, 1.0 lumped, 2.0 and 2.5 above the mesh cutoff), ``wave1`` (k a = 1.0
 with the surrogate only), ``stability`` (random fine-scale motion near the handshake, weakly
 damped, 3000 steps). Writes the numbers to OUT.json on world rank 0.
 """
@@ -56,7 +56,7 @@ def main(out: str, fe_ranks: int, cases: list[str]) -> None:
                                 mass_blend=beta, gram_blend=theta, steps=20,
                                 rebalance=0.9 if link.num_md > 1 else None)
         numbers["patch"] = {k: v for k, v in vars(result).items() if k != "stats"}
-    waves = {"waves": [("gp", 0.2), ("gp", 1.0), ("lumped", 1.0), ("gp", 2.0)], "wave1": [("gp", 1.0)]}
+    waves = {"waves": [("gp", 0.2), ("gp", 1.0), ("lumped", 1.0), ("gp", 2.0), ("gp", 2.5)], "wave1": [("gp", 1.0)]}
     for case, packets in waves.items():
         if case in cases:
             for kind, ka in packets:

@@ -103,7 +103,8 @@ def test_constitutive_model_file_round_trip(tmp_path: Path) -> None:
     assert meta.outputs == list(keys.CONSTITUTIVE_OUTPUTS)
     info = meta.constitutive
     assert info is not None and info.strain_size == 6 and info.stress_unit == "GPa"
-    assert info.architecture == {"type": "mlp", "width": 8, "depth": 2, "activation": "silu", "variant": "stress"}
+    assert info.architecture == {"type": "mlp", "width": 8, "depth": 2, "activation": "silu", "variant": "stress",
+                                 "tangent_dtype": "float32"}
     np.testing.assert_allclose(info.strain_scale, mlp.strain_scale.numpy())
     module, _ = load_model(path)
     x = torch.full((3, 6), 2e-3, dtype=torch.float64)
@@ -275,6 +276,64 @@ def test_cli_sample_train_deploy_round_trip(tmp_path: Path, monkeypatch: pytest.
     strain = np.random.default_rng(8).uniform(-8e-3, 8e-3, (100, 3))
     exact, _ = CubicElastic(beta=2.0e5).evaluate(strain)
     assert np.linalg.norm(surrogate.evaluate(strain)[0] - exact) / np.linalg.norm(exact) < 0.04
+    mixed = tmp_path / "mixed.pt"
+    assert main(["deploy-surrogate", str(run), "-o", str(mixed), "--tangent-dtype", "float32"]) == 0
+    assert read_metadata(mixed).dtype == "float64"
+    assert read_metadata(mixed).constitutive.architecture["tangent_dtype"] == "float32"
     assert main(["sample-micro", str(tmp_path / "x.npz"), "--model", "linear_elastic"]) == 2
     assert main(["train-surrogate", str(tmp_path / "none.npz"), "-o", str(run)]) == 2
     assert os.path.isfile(data)
+
+
+@pytest.mark.fenicsx
+def test_float32_tangent_keeps_the_float64_newton_solution(tmp_path: Path) -> None:
+    """float64 stress with a float32 tangent: the same stress bit for bit, the tangent to float32
+    precision, and a macro Newton solve that reaches the same tight tolerance and answer as
+    float64 throughout, where an all-float32 file stalls at its round-off."""
+    pytest.importorskip("dolfinx")
+    from dolfinx import fem, mesh
+    from mpi4py import MPI
+
+    from scalelink.fenicsx.macro import FE2Problem, FE2SolveError
+
+    data = tmp_path / "s.npz"
+    sample_micro_model(CubicElastic(beta=2.0e5), num_samples=200, strain_range=1e-2, seed=3).save(data)
+    result = train_surrogate(data, tmp_path / "run", SurrogateConfig(width=16, depth=2, epochs=60, seed=0))
+    files = {"float64": {}, "mixed": {"tangent_dtype": "float32"}, "float32": {"dtype": "float32"}}
+    for name, options in files.items():
+        export_constitutive(result.model, tmp_path / f"{name}.pt", **options)
+    assert read_metadata(tmp_path / "mixed.pt").constitutive.architecture["tangent_dtype"] == "float32"
+    strain = np.random.default_rng(4).uniform(-8e-3, 8e-3, (500, 3))
+    stress64, tangent64 = SurrogateMicroModel(tmp_path / "float64.pt").evaluate(strain)
+    stress_mixed, tangent_mixed = SurrogateMicroModel(tmp_path / "mixed.pt").evaluate(strain)
+    assert np.array_equal(stress_mixed, stress64)
+    scale = np.abs(tangent64).max()
+    assert 0 < np.abs(tangent_mixed - tangent64).max() <= 1e-5 * scale
+
+    def solve(name: str, **options: float) -> tuple[np.ndarray, list[float]]:
+        msh = mesh.create_rectangle(MPI.COMM_SELF, [[0.0, 0.0], [4.0, 1.0]], [16, 4])
+        space = fem.functionspace(msh, ("Lagrange", 1, (2,)))
+        left = fem.locate_dofs_geometrical(space, lambda x: np.isclose(x[0], 0.0))
+        right = fem.locate_dofs_geometrical(space, lambda x: np.isclose(x[0], 4.0))
+        grip = fem.Function(space)
+        grip.interpolate(lambda x: np.vstack([0.01 + 0 * x[0], -0.02 + 0 * x[0]]))
+        problem = FE2Problem(fem.Function(space), SurrogateMicroModel(tmp_path / f"{name}.pt"),
+                             bcs=[fem.dirichletbc(np.zeros(2), left, space), fem.dirichletbc(grip, right)])
+        newton = problem.solve(**options)
+        return problem.u.x.array.copy(), newton.residual_norms
+
+    u64, norms64 = solve("float64", rtol=1e-11, atol=0.0)
+    u_mixed, norms_mixed = solve("mixed", rtol=1e-11, atol=0.0)
+    assert len(norms_mixed) <= len(norms64) + 1, (norms64, norms_mixed)
+    np.testing.assert_allclose(u_mixed, u64, rtol=0, atol=1e-9 * np.abs(u64).max())
+    with pytest.raises(FE2SolveError, match="did not converge"):
+        solve("float32", rtol=1e-11, atol=0.0, max_iterations=10)
+
+
+def test_tangent_dtype_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="energy"):
+        export_constitutive(_random_mlp(3, "silu", variant="energy"), tmp_path / "e.pt", tangent_dtype="float32")
+    with pytest.raises(ConfigError, match="gains nothing"):
+        export_constitutive(_random_mlp(3, "silu"), tmp_path / "s.pt", dtype="float32", tangent_dtype="float64")
+    with pytest.raises(ConfigError, match="float16"):
+        export_constitutive(_random_mlp(3, "silu"), tmp_path / "s.pt", tangent_dtype="float16")

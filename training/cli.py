@@ -11,7 +11,7 @@
 ``scalelink learn [LEARN.yaml] -o DIR [--quick] [--iterations K] [--labeller emt|eam|module:factory] [--control]``
 ``scalelink sample-micro OUT.npz [--spec SPEC.yaml] [--model linear_elastic --young E --poisson NU | --model atomistic --structure CELL --potential model.pt | --module pkg.mod:factory] [--num-samples N] [--strain-range A]``
 ``scalelink train-surrogate DATA.npz -o RUN_DIR [--epochs N] [--time-limit S] [--width W] [--depth D] [--tangent-weight X]``
-``scalelink deploy-surrogate RUN_DIR -o model.pt [--dtype float32|float64]``
+``scalelink deploy-surrogate RUN_DIR -o model.pt [--dtype float32|float64] [--tangent-dtype float32]``
 """
 
 from __future__ import annotations
@@ -178,9 +178,10 @@ def _deploy_surrogate(args: argparse.Namespace) -> int:
     from .surrogate_trainer import load_surrogate
 
     mlp = load_surrogate(args.run_dir)
-    metadata = export_constitutive(mlp, args.output, dtype=args.dtype)
+    metadata = export_constitutive(mlp, args.output, dtype=args.dtype, tangent_dtype=args.tangent_dtype)
+    tangent = "" if args.tangent_dtype in (None, args.dtype) else f", tangent in {args.tangent_dtype}"
     print(f"wrote {args.output}: constitutive, strain size {mlp.strain_size}, stress in {mlp.stress_unit}, "
-          f"{mlp.architecture()}, {metadata.dtype}")
+          f"{mlp.architecture()}, {metadata.dtype}{tangent}")
     return 0
 
 
@@ -321,6 +322,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR", help="folder written by `scalelink train-surrogate`")
     p.add_argument("-o", "--output", required=True, help="model file to write (e.g. surrogate.pt)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float64", help="deployed precision")
+    p.add_argument("--tangent-dtype", choices=["float32", "float64"], default=None,
+                   help="precision of the tangent alone (float32 with --dtype float64: float64 stress for tight "
+                        "Newton tolerances, tangent about twice as fast; default: --dtype)")
     p.set_defaults(func=_deploy_surrogate)
     p = sub.add_parser("train-committee", help="train N potentials and deploy them as one committee file")
     p.add_argument("config", nargs="?", help="YAML configuration of each member (optional if --data is given)")
