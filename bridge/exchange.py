@@ -48,6 +48,10 @@ class CouplingLink:
         inter: inter-communicator between the two groups (remote rank 0 is the other root).
         num_fe: number of FE ranks (world ranks ``0 .. num_fe-1``).
         num_md: number of MD ranks (world ranks ``num_fe .. world.size-1``).
+        steps: an intra-communicator over both groups, ranked as ``world`` (FE rank r is its rank r),
+            for the messages of every time step. A duplicate, so they cannot meet other traffic; not
+            ``inter``, because MPICH delivers a message on an inter-communicator only when its sender
+            next enters MPI, which would hold data sent before a long computation back until after it.
     """
 
     world: MPI.Comm
@@ -56,6 +60,7 @@ class CouplingLink:
     inter: MPI.Intercomm
     num_fe: int
     num_md: int
+    steps: MPI.Comm
 
     @property
     def is_fe(self) -> bool:
@@ -104,7 +109,7 @@ def split_world(num_fe_ranks: int, world: MPI.Comm | None = None) -> CouplingLin
     comm = world.Split(0 if role == "fe" else 1, world.rank)
     remote_leader = num_fe_ranks if role == "fe" else 0
     inter = comm.Create_intercomm(0, world, remote_leader, 7100)
-    return CouplingLink(world, comm, role, inter, num_fe_ranks, world.size - num_fe_ranks)
+    return CouplingLink(world, comm, role, inter, num_fe_ranks, world.size - num_fe_ranks, world.Dup())
 
 
 def idle_barrier(comm: MPI.Comm, *, poll_seconds: float = 5e-4) -> None:

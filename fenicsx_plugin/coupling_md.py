@@ -51,13 +51,16 @@ weakly unstable (a fine-scale mode in the last elements before ``X_b`` grows by 
 a damping rate η of 2/ps already suppresses it, the default is 5/ps.
 
 Exchange per step, pipelined so the MD ranks wait only for the part of the FE step that needs the
-atoms: the FE ranks do everything else (:meth:`~ContinuumStrip.predict`, :meth:`~ContinuumStrip.advance`)
-while LAMMPS computes forces. Each MD rank sends, for its band atoms, ``[id, u, v, f]`` to the FE
-rank that handles them (one message per MD/FE rank pair that share atoms); that FE rank receives
-until all its atoms are in, finishes the step and replies ``[force or next pad displacement]`` in
-the same order. Routing: the FE rank of every band atom is found once by ID
-(:func:`~scalelink.bridge.exchange.transfer_by_id`) and stored as a LAMMPS per-atom property that
-migrates with the atom, so migration needs no further exchange.
+atoms' forces. On the MD side it is compiled (``fix scalelink/couple`` in the ScaleLink LAMMPS
+plugin): before LAMMPS computes forces each MD rank sends, for its band atoms, ``[id, u, v]`` to the
+FE rank that handles them (one message per MD/FE rank pair that share atoms); the FE rank, done with
+its own step by then (:meth:`~ContinuumStrip.advance`, :meth:`~ContinuumStrip.predict`), does all it
+can with them (:meth:`~ContinuumStrip.prepare`) while LAMMPS computes forces. After the forces the MD
+ranks send ``f``; the FE rank finishes the step (:meth:`~ContinuumStrip.complete`: one sparse
+product, one small triangular solve on the constrained DOFs, two products) and replies ``[force or
+next pad displacement]`` in the order received. Routing: the FE rank of every band atom is found once
+by ID (:func:`~scalelink.bridge.exchange.transfer_by_id`) and stored as a LAMMPS per-atom property
+that migrates with the atom, so migration needs no further exchange.
 
 Units: metal (eV, Å, ps).
 """
@@ -75,12 +78,12 @@ from mpi4py import MPI
 from scalelink.bridge.errors import ConfigError, DataError
 from scalelink.bridge.exchange import CouplingLink, idle_barrier, transfer_by_id
 
-from .coupling_md_atoms import RECORD, AtomisticStrip
+from .coupling_md_atoms import KINEMATICS, AtomisticStrip
 from .coupling_md_continuum import ContinuumStrip
 
 __all__ = ["RunStats", "route_atoms", "run_coupled"]
 
-_DATA, _REPLY = 7301, 7302
+_KINEMATICS, _FORCES, _REPLY = 7311, 7312, 7313  # the tags of fix scalelink/couple
 _NAP_SECONDS = 2e-5
 
 
@@ -98,56 +101,47 @@ def _poll(test: Callable[[], bool], spin: float) -> None:
             time.sleep(_NAP_SECONDS)
 
 
-class _MDChannel:
-    """MD side of the per-step exchange (called from the LAMMPS callback)."""
-
-    def __init__(self, inter: MPI.Intercomm, spin: float) -> None:
-        self.inter, self.spin = inter, spin
-        self._reply = np.empty((0, 2))
-
-    def __call__(self, records: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        if len(self._reply) != len(records):  # the band's local size changes only when atoms migrate
-            self._reply = np.empty((len(records), 2))
-        reply = self._reply
-        requests, start = [], 0
-        for rank, n in enumerate(counts.tolist()):
-            if n:
-                requests.append(self.inter.Isend([records[start:start + n], MPI.DOUBLE], dest=rank, tag=_DATA))
-                requests.append(self.inter.Irecv([reply[start:start + n], MPI.DOUBLE], source=rank, tag=_REPLY))
-            start += n
-        _poll(lambda: MPI.Request.Testall(requests), self.spin)
-        return reply
-
-
 class _FEChannel:
-    """FE side of the per-step exchange: gathers this rank's handled atoms from whichever MD ranks own them.
+    """FE side of the per-step exchange with ``fix scalelink/couple``: gathers this rank's handled atoms
+    from whichever MD ranks own them.
 
-    After :meth:`collect`, :attr:`data` holds the records in the continuum's (sorted-ID) order; rows arrive
-    sorted when one MD rank owns them all (LAMMPS keeps the band atoms first, in creation order, which
-    is ID order), and are permuted otherwise.
+    After :meth:`collect_kinematics`, :attr:`kinematics` holds ``[id, u, v]`` in the continuum's
+    (sorted-ID) order, after :meth:`collect_forces` :attr:`forces` holds ``f``; rows arrive sorted when
+    one MD rank owns them all (the fix sends them by ID), and are permuted otherwise.
     """
 
-    def __init__(self, inter: MPI.Intercomm, handled_ids: np.ndarray, spin: float) -> None:
-        self.inter, self.ids, self.spin = inter, handled_ids, spin
-        self.records = np.empty((len(handled_ids), RECORD))
-        self.reply = np.empty((len(handled_ids), 2))
-        self.data, self.values = self.records, self.reply
+    def __init__(self, comm: MPI.Comm, handled_ids: np.ndarray, spin: float) -> None:
+        self.comm, self.ids, self.spin = comm, handled_ids, spin
+        n = len(handled_ids)
+        self.records, self.received_forces = np.empty((n, KINEMATICS)), np.empty((n, 2))
+        self.reply = np.empty((n, 2))
+        self.kinematics, self.forces, self.values = self.records, self.received_forces, self.reply
         self.sources: list[tuple[int, int, int]] = []
+        self._force_requests: list[MPI.Request] = []
+        self._reply_requests: list[MPI.Request] = []
         self._last_ids = np.zeros(0)
         self._rows: np.ndarray | None = None
 
-    def collect(self) -> None:
+    def collect_kinematics(self) -> None:
+        """Receive ``[id, u, v]`` of every handled atom; post the receives of their forces."""
+        self.finish()
         status, got, total = MPI.Status(), 0, len(self.ids)
         self.sources = []
         while got < total:
-            _poll(lambda: self.inter.Iprobe(source=MPI.ANY_SOURCE, tag=_DATA, status=status), self.spin)
-            n = status.Get_count(MPI.DOUBLE) // RECORD
-            if got + n > total:
-                raise DataError(f"an FE rank handling {total} atoms received {got + n}; an MD rank routed atoms to it "
-                                "that it does not handle (the routing table is stale)")
-            self.inter.Recv([self.records[got:got + n], MPI.DOUBLE], source=status.Get_source(), tag=_DATA)
-            self.sources.append((status.Get_source(), got, n))
+            _poll(lambda: self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=_KINEMATICS, status=status), self.spin)
+            count = status.Get_count(MPI.DOUBLE)
+            n = count // KINEMATICS
+            if count % KINEMATICS or got + n > total:
+                raise DataError(f"an FE rank handling {total} atoms received {got} + {count / KINEMATICS:g}; an MD "
+                                "rank routed atoms to it that it does not handle (the routing table is stale), or "
+                                f"sent rows of other than {KINEMATICS} values (a 2D run has [id, ux, uy, vx, vy])")
+            source = status.Get_source()
+            self.comm.Recv([self.records[got:got + n], MPI.DOUBLE], source=source, tag=_KINEMATICS)
+            self.sources.append((source, got, n))
             got += n
+        self._force_requests = [
+            self.comm.Irecv([self.received_forces[start:start + n], MPI.DOUBLE], source=rank, tag=_FORCES)
+            for rank, start, n in self.sources]
         ids = self.records[:, 0]
         if not np.array_equal(ids, self._last_ids):
             rows = np.searchsorted(self.ids, ids.astype(np.int64))
@@ -157,18 +151,31 @@ class _FEChannel:
                                 "handled atom exactly once per step")
             self._last_ids = ids.copy()
             self._rows = None if np.array_equal(rows, np.arange(total)) else rows
-            self.data = self.records if self._rows is None else np.empty_like(self.records)
+            self.kinematics = self.records if self._rows is None else np.empty_like(self.records)
+            self.forces = self.received_forces if self._rows is None else np.empty_like(self.received_forces)
             self.values = self.reply if self._rows is None else np.empty_like(self.reply)
         if self._rows is not None:
-            self.data[self._rows] = self.records
+            self.kinematics[self._rows] = self.records
+
+    def collect_forces(self) -> None:
+        """Wait for the forces of the atoms of :meth:`collect_kinematics`."""
+        requests = self._force_requests
+        _poll(lambda: MPI.Request.Testall(requests), self.spin)
+        if self._rows is not None:
+            self.forces[self._rows] = self.received_forces
 
     def send(self) -> None:
         """Send :attr:`values` (continuum order) back to the MD ranks, each in the order it sent."""
         if self._rows is not None:
             self.reply[:] = self.values[self._rows]
-        requests = [self.inter.Isend([self.reply[start:start + n], MPI.DOUBLE], dest=rank, tag=_REPLY)
-                    for rank, start, n in self.sources]
+        self._reply_requests = [self.comm.Isend([self.reply[start:start + n], MPI.DOUBLE], dest=rank, tag=_REPLY)
+                                for rank, start, n in self.sources]
+
+    def finish(self) -> None:
+        """Wait until the last replies have gone (their buffer is reused by the next step)."""
+        requests = self._reply_requests
         _poll(lambda: MPI.Request.Testall(requests), self.spin)
+        self._reply_requests = []
 
 
 @dataclass
@@ -178,24 +185,23 @@ class RunStats:
     Attributes:
         steps: MD steps.
         seconds: wall time of the LAMMPS ``run`` on the MD ranks.
-        md_callback: wall time in the coupling callback; md_wait: part of it waiting for the FE reply.
+        md_work: wall time of the coupling fix's own work on an MD rank (packing, applying the reply).
+        md_wait: wall time an MD rank waited for the FE ranks.
         fe_compute: FE wall time stepping; fe_wait: FE wall time waiting for MD data.
         md_cpu: CPU time of an MD rank over the run; fe_cpu: of an FE rank.
-        md_callback_cpu: CPU time of the callback's own work on an MD rank (packing, applying the reply).
-        fe_critical_cpu: FE CPU time between the arrival of the atoms and the reply (what the MD waits on).
-        rebuilds: times an MD rank rebuilt its index arrays (local atom list changed), summed.
+        fe_critical_cpu: FE CPU time between the arrival of the forces and the reply (what the MD waits on).
+        rebuilds: times an MD rank rebuilt its band-atom list (at set-up and every reneighboring), summed.
     """
 
     steps: int
     seconds: float = 0.0
-    md_callback: float = 0.0
+    md_work: float = 0.0
     md_wait: float = 0.0
     fe_compute: float = 0.0
     fe_wait: float = 0.0
     md_cpu: float = 0.0
     fe_cpu: float = 0.0
     fe_critical_cpu: float = 0.0
-    md_callback_cpu: float = 0.0
     rebuilds: int = 0
 
 
@@ -229,34 +235,38 @@ def run_coupled(link: CouplingLink, steps: int, *, continuum: ContinuumStrip | N
     idle_barrier(link.world)
     cpu = time.process_time()
     if atoms is not None:
-        before = (atoms.callback_seconds, atoms.wait_seconds, atoms.rebuilds, atoms.callback_cpu)
-        stats.seconds = atoms.run(steps, _MDChannel(link.inter, spin_seconds))
-        stats.md_callback = atoms.callback_seconds - before[0]
-        stats.md_wait = atoms.wait_seconds - before[1]
-        stats.rebuilds = atoms.rebuilds - before[2]
-        stats.md_callback_cpu = atoms.callback_cpu - before[3]
+        stats.seconds = atoms.run(steps, link, spin_seconds)
+        counters = atoms.counters
+        stats.md_work, stats.md_wait, stats.rebuilds = counters.work, counters.wait, counters.rebuilds
+        if counters.exchanges != steps + 1:
+            raise DataError(f"fix scalelink/couple exchanged {counters.exchanges} times in a {steps}-step run; "
+                            f"expected {steps + 1}")
     elif continuum is not None:
-        channel = _FEChannel(link.inter, continuum.handled_ids, spin_seconds)
+        channel = _FEChannel(link.steps, continuum.handled_ids, spin_seconds)
         dt = continuum.strip.time_step
         for n in range(steps + 1):
             start = time.perf_counter()
             continuum.predict(0.5 * dt if n == 0 else dt, dt)
             ready = time.perf_counter()
-            channel.collect()
-            arrived, critical = time.perf_counter(), time.process_time()
-            rec = channel.data
-            force, pad = continuum.complete(rec[:, 1:3], rec[:, 3:5], rec[:, 5:7], dt)
-            np.add(force, pad, out=channel.values)  # force rows and pad rows are disjoint
+            channel.collect_kinematics()
+            arrived = time.perf_counter()
+            rec = channel.kinematics
+            continuum.prepare(rec[:, 1:3], rec[:, 3:5], dt)
+            prepared = time.perf_counter()
+            channel.collect_forces()
+            forced, critical = time.perf_counter(), time.process_time()
+            channel.values[:] = continuum.complete(channel.forces, dt)
             channel.send()
             stats.fe_critical_cpu += time.process_time() - critical
             continuum.advance(dt)
-            stats.fe_wait += arrived - ready
-            stats.fe_compute += (ready - start) + (time.perf_counter() - arrived)
+            stats.fe_wait += (arrived - ready) + (forced - prepared)
+            stats.fe_compute += (ready - start) + (prepared - arrived) + (time.perf_counter() - forced)
+        channel.finish()
         continuum.finish_run()
     cpu = time.process_time() - cpu
     stats.md_cpu = link.world.allreduce(cpu if link.is_md else 0.0, op=MPI.MAX)
     stats.fe_cpu = link.world.allreduce(cpu if link.is_fe else 0.0, op=MPI.MAX)
-    for name in ("seconds", "md_callback", "md_wait", "fe_compute", "fe_wait", "fe_critical_cpu", "md_callback_cpu"):
+    for name in ("seconds", "md_work", "md_wait", "fe_compute", "fe_wait", "fe_critical_cpu"):
         setattr(stats, name, link.world.allreduce(getattr(stats, name), op=MPI.MAX))
     stats.rebuilds = link.world.allreduce(stats.rebuilds)
     return stats

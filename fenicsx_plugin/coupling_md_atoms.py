@@ -1,15 +1,17 @@
 """The atomistic side of dynamic LAMMPS–dolfinx coupling: the strip's atoms in LAMMPS, on the MD ranks.
 
 LAMMPS integrates every free atom with ``fix nve`` and computes all pair forces; the coupling
-enters through one ``fix external`` (``pf/callback``) whose callback, once per step after the
-forces, sends the coupling-band atoms to the FE ranks and applies what comes back: a force on each
-handshake atom (constraint and fine-scale damping) and the next position of each pad atom.
+enters through ``fix scalelink/couple`` (compiled, in the ScaleLink LAMMPS plugin), which twice a
+step talks to the FE ranks (over ``CouplingLink.steps``): before the forces it sends the
+coupling-band atoms' ``[id, u, v]`` (so the FE ranks do their atom-dependent work while LAMMPS
+computes forces), after them their forces, and it applies the reply: a force on each handshake atom
+(constraint and fine-scale damping) and the next position of each pad atom.
 
 Routing. Each coupling-band atom is handled by one FE rank (the owner of the cell containing it).
 That rank number is looked up once by atom ID (:func:`~scalelink.bridge.exchange.transfer_by_id`)
-and stored in a LAMMPS per-atom integer (``fix property/atom i_route``), which LAMMPS carries with
-the atom when it changes MD rank. Whenever the local atom list changes (migration, sorting) the
-callback rebuilds its index arrays from ``i_route`` and the atom IDs; nothing else has to be told.
+and stored in a LAMMPS per-atom integer (``fix property/atom i_route``), the reference position
+in a per-atom array (``d2_xref``); LAMMPS carries both with the atom when it changes MD rank, and
+the fix rebuilds its list of band atoms at every reneighboring, so nothing else has to be told.
 
 Atom types: 1 free, 2 pad (positions set by the coupling, not integrated), 3 held wall.
 Units: metal (eV, Å, ps).
@@ -17,26 +19,38 @@ Units: metal (eV, Å, ps).
 
 from __future__ import annotations
 
-import ctypes
-import sys
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from mpi4py import MPI
 
-from scalelink.bridge.errors import DataError
+from scalelink.bridge.errors import ConfigError, DataError
+from scalelink.bridge.exchange import CouplingLink
 
 from .dispersion import MVV2E, Chain1D
 from .wave_strip import WaveStrip
 
-__all__ = ["AtomisticStrip"]
+__all__ = ["AtomisticStrip", "FixCounters"]
 
 FREE, PAD, HELD = 1, 2, 3
-RECORD = 7  # values sent per atom: id, u (2), v (2), f (2)
-_VOIDP = ctypes.POINTER(ctypes.c_void_p)
+KINEMATICS = 5  # values sent per atom before the forces: id, u (2), v (2); after them f (2)
+
+
+class FixCounters:
+    """What ``fix scalelink/couple`` measured over one run (this rank).
+
+    Attributes:
+        work: wall seconds of the fix's own work (packing, applying the reply).
+        wait: wall seconds waiting for the FE ranks.
+        exchanges: exchanges done (steps + 1).
+        rebuilds: rebuilds of the band-atom list (one per reneighboring).
+    """
+
+    def __init__(self, values: list[float]) -> None:
+        self.work, self.wait = values[0], values[1]
+        self.exchanges, self.rebuilds = int(values[2]), int(values[3])
 
 
 class AtomisticStrip:
@@ -48,9 +62,7 @@ class AtomisticStrip:
 
     Attributes:
         lmp: the LAMMPS instance.
-        callback_seconds: wall time spent in the coupling callback (this rank).
-        wait_seconds: part of it spent waiting for the FE ranks' reply.
-        callback_cpu: CPU time of the callback's own work (packing, applying the reply), this rank.
+        counters: what the coupling fix measured over the last coupled run (this rank).
     """
 
     def __init__(self, comm: MPI.Comm, strip: WaveStrip) -> None:
@@ -60,12 +72,17 @@ class AtomisticStrip:
         s = strip
         top = s.x_b + s.pad_width
         self.lmp = lammps(comm=comm, cmdargs=["-screen", "none", "-log", "none", "-nocite"])
+        if not self.lmp.has_style("fix", "scalelink/couple"):
+            self.lmp.close()
+            raise ConfigError("LAMMPS has no fix scalelink/couple: the ScaleLink LAMMPS plugin is not loaded. Install "
+                              "ScaleLink with its plugin (`pip install .` builds it) or put the folder of "
+                              "scalelinkplugin.so on LAMMPS_PLUGIN_PATH")
         self.lmp.commands_string(
             "units metal\ndimension 2\nboundary s p p\natom_style atomic\nprocessors * 1 1\n"
             f"region box block -1 {top + 1.0:.17g} 0 {s.height:.17g} -0.5 0.5\ncreate_box 3 box\n"
             + s.potential.commands()
             + "neighbor 1.0 bin\nneigh_modify delay 0 every 1 check yes\n"
-            "fix route all property/atom i_route ghost no\n"
+            "fix route all property/atom i_route d2_xref 3 ghost no\n"
         )
         lo = float(np.asarray(self.lmp.extract_global("sublo"))[0])
         hi = float(np.asarray(self.lmp.extract_global("subhi"))[0])
@@ -83,14 +100,10 @@ class AtomisticStrip:
             f"timestep {s.time_step:.17g}\nthermo_style custom step pe\nthermo 0\n"
         )
         self._route_local(np.full(len(ids), -1))
-        # the library's own extract_atom re-types its return value per call; a private prototype is cheaper
-        address = ctypes.cast(self.lmp.lib.lammps_extract_atom, ctypes.c_void_p).value
-        self._extract = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p)(address)
-        self._views_key: tuple[int, ...] | None = None
-        self._band_tags: np.ndarray | None = None
-        self._exchange: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
-        self.callback_seconds = self.wait_seconds = self.callback_cpu = 0.0
-        self.rebuilds = self._n = 0
+        reference = self.lmp.numpy.extract_atom("d2_xref")
+        reference[: len(ids)] = np.column_stack([s.lattice.positions(np.asarray(ids, dtype=np.int64)),
+                                                 np.zeros(len(ids))])
+        self.counters = FixCounters([0.0] * 4)
 
     def _local(self) -> tuple[np.ndarray, np.ndarray, Any, Any]:
         n = self.lmp.extract_global("nlocal")
@@ -116,11 +129,6 @@ class AtomisticStrip:
         ranks = np.full(len(local), -1, dtype=np.int64)
         ranks[hit] = np.asarray(fe_ranks, dtype=np.int64)[order][pos[hit]]
         self._route_local(ranks)
-        # band atoms first in every rank's list: the callback then reads contiguous slices (no sorting:
-        # LAMMPS does not sort with a first group; the atoms are created in spatial order and barely move)
-        self.lmp.commands_string("variable coupling_band atom i_route>=0\ngroup coupled variable coupling_band\n"
-                                 "atom_modify sort 0 0.0 first coupled\nrun 0")
-        self._band_tags = None
 
     def set_state(self, displacement: Callable[[np.ndarray], np.ndarray],
                   velocity: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
@@ -190,123 +198,27 @@ class AtomisticStrip:
         d[:, 1] -= self.strip.height * np.rint(d[:, 1] / self.strip.height)
         return d
 
-    def run(self, steps: int, exchange: Callable[[np.ndarray, np.ndarray], np.ndarray] | None) -> float:
-        """Run ``steps`` MD steps, coupled through ``exchange`` (or alone when ``None``); returns wall seconds.
+    def run(self, steps: int, link: CouplingLink | None, spin_seconds: float = 1e-4) -> float:
+        """Run ``steps`` MD steps, coupled to the FE ranks of ``link`` (or alone when ``None``); returns
+        wall seconds. Collective on the MD group.
 
-        ``exchange(records (n, 7), counts (num_fe,)) -> (n, 2)`` sends the band atoms' records, grouped
-        by FE rank, and returns the reply rows. It is called ``steps + 1`` times (once at set-up).
-        Afterwards the pad atoms are put back at the displacement of the last step, so another run or
-        an energy measurement starts from a consistent state.
+        Coupled, ``fix scalelink/couple`` exchanges ``steps + 1`` times (once at set-up) and afterwards
+        puts the pad atoms back at the displacement of the last step, so another run or an energy
+        measurement starts from a consistent state; :attr:`counters` holds what it measured. Its
+        waits spin for ``spin_seconds`` and then nap.
         """
-        if exchange is None:
+        if link is None:
             start = time.perf_counter()
             self.lmp.command(f"run {steps}")
             return time.perf_counter() - start
-        self._exchange = exchange
-        self._views_key = None
-        self.lmp.command("fix couple all external pf/callback 1 1")
-        self._c_callback = self.lmp.FIX_EXTERNAL_CALLBACK_FUNC(self._callback)
-        self.lmp.lib.lammps_set_fix_external_callback(self.lmp.lmp, b"couple", self._c_callback, None)
+        self.lmp.command(f"fix couple all scalelink/couple comm {link.steps.py2f()} partners 0 {link.num_fe} "
+                         f"route i_route reference d2_xref pad {PAD} spin {spin_seconds:.17g}")
         start = time.perf_counter()
         self.lmp.command(f"run {steps}")
         seconds = time.perf_counter() - start
+        self.counters = FixCounters([float(self.lmp.extract_fix("couple", 0, 1, i)) for i in range(4)])
         self.lmp.command("unfix couple")
-        if self._views_key is not None and len(self._pad_rows):
-            x = self._views["x"]
-            now = self._wrap(x[self._pad_rows, :2] - self._xref[self._pad_rows])
-            x[self._pad_rows, :2] += self._pad_last - now
         return seconds
-
-    def _callback(self, caller: Any, step: int, nlocal: int, tag: Any, x: Any, fext: Any) -> None:
-        try:
-            self._couple(nlocal, int(ctypes.cast(tag, ctypes.c_void_p).value or 0),
-                         int(ctypes.cast(x, _VOIDP)[0] or 0), int(ctypes.cast(fext, _VOIDP)[0] or 0))
-        except BaseException:
-            # an exception inside a LAMMPS callback would be swallowed and leave the FE ranks waiting
-            traceback.print_exc()
-            sys.stderr.flush()
-            MPI.COMM_WORLD.Abort(1)
-
-    def _address(self, name: bytes, rows: bool) -> int:
-        """Address of the data of LAMMPS per-atom array ``name`` (first row of a 2D array)."""
-        pointer = self._extract(self.lmp.lmp, name)
-        return int(ctypes.cast(pointer, _VOIDP)[0]) if rows else int(pointer)
-
-    def _refresh_views(self, nlocal: int, key: tuple[int, ...]) -> None:
-        """Numpy views of the local atoms' arrays, rebuilt when LAMMPS reallocates them or nlocal changes
-        (every per-atom array, custom ones included, is reallocated together with ``x``)."""
-        tag, x, fext = key[1:]
-        int_type = np.ctypeslib.as_ctypes_type(np.int32)
-
-        def ints(address: int) -> np.ndarray:
-            if not nlocal:
-                return np.zeros(0, dtype=np.int32)
-            return np.ctypeslib.as_array((int_type * nlocal).from_address(address))
-
-        def rows(address: int) -> np.ndarray:
-            if not nlocal:
-                return np.zeros((0, 3))
-            return np.ctypeslib.as_array((ctypes.c_double * (3 * nlocal)).from_address(address)).reshape(nlocal, 3)
-
-        self._views = {"tag": ints(tag), "route": ints(self._address(b"i_route", False)),
-                       "type": ints(self._address(b"type", False)), "x": rows(x), "fext": rows(fext),
-                       "v": rows(self._address(b"v", True)), "f": rows(self._address(b"f", True))}
-        self._views_key = key
-        self._band_tags = None
-
-    def _rebuild(self) -> None:
-        """Index arrays of the band atoms (the first ``n`` local atoms, kept there by ``atom_modify first``)."""
-        view = self._views
-        route = view["route"]
-        n = int(np.count_nonzero(route >= 0))
-        if np.any(route[:n] < 0):
-            raise DataError("the coupling-band atoms are not the first local atoms; `atom_modify first` was lost")
-        ids = np.asarray(view["tag"][:n], dtype=np.int64)
-        self._n = n
-        self._order = np.argsort(route[:n], kind="stable")
-        self._sorted = bool(np.all(np.diff(route[:n]) >= 0))
-        self._counts = np.bincount(route[:n], minlength=1)
-        self._xref = self.strip.lattice.positions(ids)
-        types = view["type"][:n]
-        self._pad_rows = np.flatnonzero(types == PAD)
-        self._is_force = (types == FREE)[:, None]
-        self._records = np.empty((n, RECORD))
-        self._records[:, 0] = ids
-        view["fext"][:] = 0.0
-        self._band_tags = view["tag"][:n].copy()
-        self.rebuilds += 1
-
-    def _couple(self, nlocal: int, tag: int, x: int, fext: int) -> None:
-        start, cpu = time.perf_counter(), time.process_time()
-        key = (nlocal, tag, x, fext)
-        if key != self._views_key:
-            self._refresh_views(nlocal, key)
-        view, n = self._views, self._n
-        if (self._band_tags is None or not np.array_equal(view["tag"][:n], self._band_tags)
-                or (n < nlocal and view["route"][n] >= 0)):
-            self._rebuild()
-            n = self._n
-        rec = self._records
-        u = rec[:, 1:3]
-        np.subtract(view["x"][:n, :2], self._xref, out=u)
-        self._wrap(u)
-        rec[:, 3:5] = view["v"][:n, :2]
-        rec[:, 5:7] = view["f"][:n, :2]
-        waited, cpu_waited = time.perf_counter(), time.process_time()
-        self.callback_cpu += cpu_waited - cpu
-        if self._sorted:
-            reply = self._exchange(rec, self._counts)  # type: ignore[misc]
-        else:
-            reply = np.empty((n, 2))
-            reply[self._order] = self._exchange(rec[self._order], self._counts)  # type: ignore[misc]
-        self.wait_seconds += time.perf_counter() - waited
-        cpu = time.process_time()
-        np.multiply(reply, self._is_force, out=view["fext"][:n, :2])
-        pad = self._pad_rows
-        self._pad_last = u[pad].copy()
-        view["x"][pad, :2] += reply[pad] - self._pad_last
-        self.callback_seconds += time.perf_counter() - start
-        self.callback_cpu += time.process_time() - cpu
 
     def close(self) -> None:
         """Free the LAMMPS instance."""

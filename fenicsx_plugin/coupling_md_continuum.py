@@ -6,11 +6,15 @@ One time step is split so that little waits on the atoms (see :mod:`~scalelink.f
 * :meth:`ContinuumStrip.predict` (while LAMMPS computes forces): FE accelerations with the slave
   nodes at zero, their share of the constraint residual, the FE velocity under each handshake atom
   and the pad atoms' next displacement before corrections;
-* :meth:`ContinuumStrip.complete` (once the atoms of step n are in): slave displacements (hat-weighted
-  averages of the atoms), the constraint residual ``G v* = Bᵀ v*_atoms − (BᵀB) v*_FE``, the
-  multipliers ``S λ = G v*`` on the constrained DOFs only, the force on each handshake atom and the
-  corrected pad displacement — small sparse products, precomputed where they involve the slave
-  response ``Z = M⁻¹ K E_s``;
+* :meth:`ContinuumStrip.prepare` (once the positions and velocities of step n are in, still while
+  LAMMPS computes forces): slave displacements (hat-weighted averages of the atoms), fine-scale
+  damping, and the parts of the constraint residual and of the pad displacements that do not
+  depend on the atoms' forces;
+* :meth:`ContinuumStrip.complete` (once the forces are in; the MD ranks wait for this): the
+  constraint residual ``G v* = Bᵀ v*_atoms − (BᵀB) v*_FE`` completed by ``Bᵀ f``, the multipliers
+  ``S λ = G v*`` on the constrained DOFs only, the force on each handshake atom and the corrected pad
+  displacement — small sparse products, precomputed where they involve the slave response
+  ``Z = M⁻¹ K E_s``;
 * :meth:`ContinuumStrip.advance` (after the reply has gone): the FE state at n + 1.
 
 Factorisations (mass, constraint operator ``S = Bᵀ D⁻¹ B + (BᵀB) W⁻¹ (BᵀB)``) are done once.
@@ -87,6 +91,9 @@ class ContinuumStrip:
         self._us.set(0.0)
         self._u_previous, self._v_previous = self.u.copy(), self.v.copy()
         self._kick = 0.0
+        self._force = np.zeros(0)
+        self._reply_map: Any = None
+        self._reply_dt = 0.0
         self._build_handshake(lumped)
         self._build_slave_response()
 
@@ -148,6 +155,7 @@ class ContinuumStrip:
         self.gram_j = self.gram.createSubMatrix(self._is_j, self._is_j)
         self._l2_ksp = lu_solver(gram.createSubMatrix(self._is_j, self._is_j))  # L2 projection onto the mesh
         self._atom_vecs = [self.B.createVecs()[1] for _ in range(6)]
+        self._reply_pre = self.B.createVecs()[1]
         self._g, self._g0, self._lam, self._j_tmp, self._j_vec, self._j_coef = (
             self.constraint_operator.createVecs()[0] for _ in range(6))
 
@@ -211,38 +219,67 @@ class ContinuumStrip:
         np.add(self.u.array, dt * self._vs.array, out=u0.array)
         self.B_pad.mult(u0, pad0)
 
-    def complete(self, u_atoms: np.ndarray, v_atoms: np.ndarray, f_atoms: np.ndarray,
-                 dt: float) -> tuple[np.ndarray, np.ndarray]:
-        """The part of a step that needs this step's atoms: what the handled atoms must do.
+    def prepare(self, u_atoms: np.ndarray, v_atoms: np.ndarray, dt: float) -> None:
+        """The part of a step that needs this step's atom kinematics but not their forces (done while
+        LAMMPS computes forces): slave displacements, fine-scale damping, the force-free part of the
+        constraint residual and of the pad displacements.
 
         Args:
             u_atoms: displacement ``(n, 2)`` (Å) of the handled atoms at step n.
             v_atoms: velocity ``(n, 2)`` (Å/ps) at n − 1/2 (at n for the first step of a run).
-            f_atoms: LAMMPS force ``(n, 2)`` (eV/Å) at step n.
             dt: time step, ps.
-
-        Returns:
-            ``(coupling force (n, 2) eV/Å for handshake atoms (0 elsewhere), displacement (n, 2) Å at
-            n + 1 for pad atoms (0 elsewhere))``. Call :meth:`advance` afterwards.
         """
         kick = self._kick
-        ua, va, out, tmp, bv, pad0 = self._atom_vecs
+        ua, va, out, _, bv, pad0 = self._atom_vecs
         ua.array[:] = u_atoms.ravel()
         self.F.multTranspose(ua, self._us)
-        # the handshake atoms: LAMMPS force plus fine-scale damping against the FE velocity under them
-        damping = (self.atom_mass * self.rate) * (bv.array.reshape(-1, 2) - v_atoms)
-        va.array[:] = (v_atoms + (kick / self.atom_mass) * (f_atoms + damping)).ravel()  # unconstrained v*
+        # the handshake atoms: fine-scale damping against the FE velocity under them
+        self._force = (self.atom_mass * self.rate) * (bv.array.reshape(-1, 2) - v_atoms)
+        va.array[:] = (v_atoms + (kick / self.atom_mass) * self._force).ravel()  # v* without the LAMMPS force
         self.B_j.multTranspose(va, self._g)
         self._g.axpy(-1.0, self._g0)
         self._gram_z.mult(self._us, self._j_tmp)  # the slave share of (BᵀB) v*_FE
         self._g.axpy(kick, self._j_tmp)
-        self._constraint_ksp.solve(self._g, self._lam)
-        self.B_j.mult(self._lam, ua)
-        damping -= (self.inv_weight / kick) * ua.array.reshape(-1, 2)
         self._pad_z.mult(self._us, out)
-        self._pad_wg.mult(self._lam, tmp)
-        pad = pad0.array + dt * (tmp.array - kick * out.array)
-        return damping, pad.reshape(-1, 2)
+        # the reply before the multipliers: damping on handshake rows, the free-flight pad displacement on pad rows
+        np.add(self._force.ravel(), pad0.array, out=self._reply_pre.array)
+        self._reply_pre.array[:] -= (dt * kick) * out.array
+        if self._reply_map is None or self._reply_dt != dt:
+            self._reply_map, self._reply_dt = self._reply_matrix(dt, dt), dt
+
+    def complete(self, f_atoms: np.ndarray, dt: float) -> np.ndarray:
+        """The rest of the step, once the atoms' forces are in: what the handled atoms must do.
+
+        Args:
+            f_atoms: LAMMPS force ``(n, 2)`` (eV/Å) at step n of the atoms given to :meth:`prepare`.
+            dt: time step, ps.
+
+        Returns:
+            ``(n, 2)``: on handshake atoms the coupling force (eV/Å), on pad atoms the displacement at
+            n + 1 (Å), zero elsewhere (the rows are disjoint). A view, valid until the next step. Call
+            :meth:`advance` afterwards.
+        """
+        kick = self._kick
+        fa, reply = self._atom_vecs[1], self._atom_vecs[3]
+        fa.array[:] = f_atoms.ravel()
+        self.B_j.multTranspose(fa, self._j_tmp)
+        self._g.axpy(kick / self.atom_mass, self._j_tmp)  # the constraint residual G v*, v* with the force
+        self._constraint_ksp.solve(self._g, self._lam)
+        # reply = what does not depend on λ + R λ, R = −(1/(1−α) kick) B_j on handshake rows, dt B_pad W G on pad rows
+        response = self._reply_map if kick == dt else self._reply_matrix(kick, dt)
+        response.multAdd(self._lam, self._reply_pre, reply)
+        return reply.array.reshape(-1, 2)
+
+    def _reply_matrix(self, kick: float, dt: float) -> Any:
+        """``R`` of :meth:`complete` for a velocity kick ``kick`` (ps): how the multipliers move the atoms."""
+        from petsc4py import PETSc
+
+        scale = self.B_j.createVecs()[1]
+        scale.array[:] = np.repeat(-self.inv_weight[:, 0] / kick, 2)
+        response = self.B_j.copy()
+        response.diagonalScale(L=scale)
+        response.axpy(dt, self._pad_wg, structure=PETSc.Mat.Structure.DIFFERENT_NONZERO_PATTERN)
+        return response
 
     def advance(self, dt: float) -> None:
         """Update the FE state to n + 1 with the multipliers of :meth:`complete` (after the reply is sent)."""

