@@ -28,16 +28,20 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def run(ranks: int, rows: int, lead: float, spin: float) -> dict:
+def run(ranks: int, rows: int, lead: float, spin: float, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "numbers.json"
         command = [str(BIN / "mpirun"), "-n", str(ranks), sys.executable,
                    str(ROOT / "examples" / "coupled_wave_mpi.py"), "--wavenumbers", "--time-rows", str(rows),
-                   "--time-lead", str(lead), "--spin", str(spin), "--json", str(out)]
+                   "--time-lead", str(lead), "--spin", str(spin), "--json", str(out), *extra]
         proc = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(command)} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
         return json.loads(out.read_text())["timing"]
+
+
+# example flags of each variant
+VARIANTS = {"both": [], "none": ["--no-compiled", "--no-defer"], "compiled": ["--no-defer"], "defer": ["--no-compiled"]}
 
 
 def main() -> None:
@@ -47,22 +51,33 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, default=2, help="mpirun ranks (1 FE + the rest MD)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--spin", type=float, default=1.0, help="seconds a waiting rank spins before napping")
+    parser.add_argument("--variants", nargs="+", default=["both"], choices=sorted(VARIANTS),
+                        help="which of the two MD-side/FE-side speed-ups to use: both (default), none, "
+                             "compiled (FE critical path only), defer (MD integrates meanwhile only)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results_coupling.json")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     rows = []
-    print("| atoms | steps | coupled s | alone s | ratio | LAMMPS alone ms/step CPU | coupling fix ms/step "
-          "| FE critical ms/step CPU | MD wait ms/step |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| atoms | variant | steps | coupled s | alone s | ratio | LAMMPS alone ms/step CPU | coupling fix ms/step "
+          "| FE critical ms/step | MD wait ms/step |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         height, lead = size.split(":")
         for _ in range(args.repeats):
-            t = run(args.ranks, int(height), float(lead), args.spin)
-            t.update(rows=int(height), lead=float(lead), ratio=t["coupled_s"] / t["alone_s"])
-            rows.append(t)
-            print(f"| {t['atoms']:,} | {t['steps']} | {t['coupled_s']:.2f} | {t['alone_s']:.2f} | "
-                  f"{t['ratio']:.3f} | {t['alone_cpu_ms']:.3f} | {t['md_work_ms']:.3f} | "
-                  f"{t['fe_critical_cpu_ms']:.3f} | {t['md_wait_ms']:.3f} |", flush=True)
+            for variant in args.variants:  # interleaved, so that every variant sees the same machine
+                t = run(args.ranks, int(height), float(lead), args.spin, VARIANTS[variant])
+                t.update(rows=int(height), lead=float(lead), variant=variant, ratio=t["coupled_s"] / t["alone_s"])
+                rows.append(t)
+                print(f"| {t['atoms']:,} | {variant} | {t['steps']} | {t['coupled_s']:.2f} | {t['alone_s']:.2f} | "
+                      f"{t['ratio']:.3f} | {t['alone_cpu_ms']:.3f} | {t['md_work_ms']:.3f} | "
+                      f"{t['fe_critical_cpu_ms']:.3f} | {t['md_wait_ms']:.3f} |", flush=True)
+    print("\nfastest of the repeats: | atoms | variant | coupled s | alone s | ratio of the two |")
+    for size in args.sizes:
+        for variant in args.variants:
+            mine = [t for t in rows if f"{t['rows']}:{t['lead']:g}" == f"{size.split(':')[0]}:{float(size.split(':')[1]):g}"
+                    and t["variant"] == variant]
+            coupled, alone = min(t["coupled_s"] for t in mine), min(t["alone_s"] for t in mine)
+            print(f"| {mine[0]['atoms']:,} | {variant} | {coupled:.3f} | {alone:.3f} | {coupled / alone:.3f} |")
     load_after = os.getloadavg()[0]
     record = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
               "ranks": args.ranks, "spin": args.spin, "load_average": [load_before, load_after], "rows": rows}

@@ -22,11 +22,13 @@ dispersion matches it on the mesh's wavenumbers; the handshake's constraint blen
 θ = (1 − β)/2, so that waves carry their energy across. Without the surrogate the mass is lumped
 and the constraint is the plain L2 projection (β = θ = 0).
 
-The cost: the same atoms, 16 cells high (8320 atoms), run coupled and then by LAMMPS alone for the
-same steps on the same MD ranks; besides wall times the script prints CPU times per step — LAMMPS
-alone, the coupling fix's own work, and the FE step split into the part the MD ranks wait for
-and the part done while LAMMPS computes forces — which tell what the overhead would be with one core
-per rank when the machine is shared.
+The cost: the same atoms, 16 cells high (8320 atoms), run coupled and by LAMMPS alone for the
+same steps on the same MD ranks, in alternating stretches (``--time-chunks``) so that both see the
+same machine; besides wall times the script prints per-step times — LAMMPS alone, the coupling
+fix's own work, the FE step split into the part the MD ranks wait for and the part done while
+LAMMPS computes forces, and the MD ranks' wait. On one FE rank the part the MD ranks wait for is
+compiled (:mod:`scalelink.fenicsx.coupling_md_kernel`), and the MD ranks integrate while it runs
+(``defer``); ``--no-compiled`` and ``--no-defer`` switch these off.
 """
 
 from __future__ import annotations
@@ -70,6 +72,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                         help="extra atomistic length (lattice spacings) of the timing run: more atoms, same handshake")
     parser.add_argument("--spin", type=float, default=1e-4,
                         help="seconds a waiting rank spins before napping (long if every rank has its own core)")
+    parser.add_argument("--time-chunks", type=int, default=10,
+                        help="the timing run alternates this many coupled and LAMMPS-alone stretches")
+    parser.add_argument("--no-compiled", action="store_true",
+                        help="FE side of each step through PETSc from Python, not the compiled critical path")
+    parser.add_argument("--no-defer", action="store_true",
+                        help="MD ranks wait for the FE reply in post_force instead of integrating meanwhile")
     parser.add_argument("--json", default=None, help="write the numbers to this file (world rank 0)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -123,7 +131,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         timed = StripConfig(rows=args.time_rows, lead=args.time_lead)
         strip = WaveStrip.for_packet(timed, potential, a, 0.6 / a, speed)
         r = run_wave_packet(link, strip, stiffness, mass_blend=beta, gram_blend=theta, time_alone=True,
-                            spin_seconds=args.spin)
+                            chunks=args.time_chunks, spin_seconds=args.spin, compiled=not args.no_compiled,
+                            defer=not args.no_defer)
         n = r.run.steps
         timing = {"atoms": len(strip.sites(0.0, strip.x_b + strip.pad_width)[0]), "steps": n,
                   "coupled_s": r.run.seconds, "alone_s": r.alone_seconds, "alone_cpu_s": r.alone_cpu,
@@ -131,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                   "fe_critical_cpu_ms": 1e3 * r.run.fe_critical_cpu / n,
                   "fe_cpu_ms": 1e3 * r.run.fe_cpu / n, "md_wait_ms": 1e3 * r.run.md_wait / n,
                   "fe_compute_ms": 1e3 * r.run.fe_compute / n, "fe_wait_ms": 1e3 * r.run.fe_wait / n,
+                  "fe_force_wait_ms": 1e3 * r.run.fe_force_wait / n,
                   "alone_cpu_ms": 1e3 * r.alone_cpu / n, "reflected": r.reflected}
         report(world, f"\ncost, {timing['atoms']} atoms, {n} steps: coupled {r.run.seconds:.2f} s, LAMMPS alone "
                       f"{r.alone_seconds:.2f} s (×{r.run.seconds / r.alone_seconds:.2f}); per step: LAMMPS alone "

@@ -80,6 +80,7 @@ from scalelink.bridge.exchange import CouplingLink, idle_barrier, transfer_by_id
 
 from .coupling_md_atoms import KINEMATICS, AtomisticStrip
 from .coupling_md_continuum import ContinuumStrip
+from .coupling_md_kernel import CriticalPath
 
 __all__ = ["RunStats", "route_atoms", "run_coupled"]
 
@@ -87,15 +88,18 @@ _KINEMATICS, _FORCES, _REPLY = 7311, 7312, 7313  # the tags of fix scalelink/cou
 _NAP_SECONDS = 2e-5
 
 
-def _poll(test: Callable[[], bool], spin: float) -> None:
-    """Wait until ``test()`` holds: spin (yielding the core) for ``spin`` seconds, then nap between tests.
+def _poll(test: Callable[[], bool], spin: float, nap_for: float = 0.0) -> None:
+    """Wait until ``test()`` holds: nap for ``nap_for`` seconds, spin (yielding the core) for ``spin`` seconds,
+    then nap between tests.
 
     Spinning keeps the latency at microseconds when every rank has a core of its own; napping lets
-    the other group run when ranks share cores (MPI's own blocking waits would spin and take them).
+    the other group run when ranks share cores (MPI's own blocking waits would spin and take them), and
+    spares the neighbouring core on machines whose cores share execution resources.
     """
     start = time.perf_counter()
     while not test():
-        if time.perf_counter() - start < spin:
+        elapsed = time.perf_counter() - start
+        if nap_for <= elapsed < nap_for + spin:
             os.sched_yield()
         else:
             time.sleep(_NAP_SECONDS)
@@ -110,8 +114,9 @@ class _FEChannel:
     one MD rank owns them all (the fix sends them by ID), and are permuted otherwise.
     """
 
-    def __init__(self, comm: MPI.Comm, handled_ids: np.ndarray, spin: float) -> None:
-        self.comm, self.ids, self.spin = comm, handled_ids, spin
+    def __init__(self, comm: MPI.Comm, handled_ids: np.ndarray, spin: float,
+                 kernel: CriticalPath | None = None) -> None:
+        self.comm, self.ids, self.spin, self.kernel = comm, handled_ids, spin, kernel
         n = len(handled_ids)
         self.records, self.received_forces = np.empty((n, KINEMATICS)), np.empty((n, 2))
         self.reply = np.empty((n, 2))
@@ -121,14 +126,18 @@ class _FEChannel:
         self._reply_requests: list[MPI.Request] = []
         self._last_ids = np.zeros(0)
         self._rows: np.ndarray | None = None
+        self._expected_wait = 0.0
 
     def collect_kinematics(self) -> None:
         """Receive ``[id, u, v]`` of every handled atom; post the receives of their forces."""
         self.finish()
         status, got, total = MPI.Status(), 0, len(self.ids)
         self.sources = []
+        begin = time.perf_counter()
         while got < total:
-            _poll(lambda: self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=_KINEMATICS, status=status), self.spin)
+            # the kinematics come at a steady rhythm: nap through most of the expected wait
+            nap = max(0.0, 0.7 * self._expected_wait - 5e-5) if got == 0 else 0.0
+            _poll(lambda: self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=_KINEMATICS, status=status), self.spin, nap)
             count = status.Get_count(MPI.DOUBLE)
             n = count // KINEMATICS
             if count % KINEMATICS or got + n > total:
@@ -139,9 +148,7 @@ class _FEChannel:
             self.comm.Recv([self.records[got:got + n], MPI.DOUBLE], source=source, tag=_KINEMATICS)
             self.sources.append((source, got, n))
             got += n
-        self._force_requests = [
-            self.comm.Irecv([self.received_forces[start:start + n], MPI.DOUBLE], source=rank, tag=_FORCES)
-            for rank, start, n in self.sources]
+        self._expected_wait = 0.5 * self._expected_wait + 0.5 * (time.perf_counter() - begin)
         ids = self.records[:, 0]
         if not np.array_equal(ids, self._last_ids):
             rows = np.searchsorted(self.ids, ids.astype(np.int64))
@@ -156,6 +163,12 @@ class _FEChannel:
             self.values = self.reply if self._rows is None else np.empty_like(self.reply)
         if self._rows is not None:
             self.kinematics[self._rows] = self.records
+        if self.kernel is not None:
+            self.kernel.post(self.sources, self._rows)
+        else:
+            self._force_requests = [
+                self.comm.Irecv([self.received_forces[start:start + n], MPI.DOUBLE], source=rank, tag=_FORCES)
+                for rank, start, n in self.sources]
 
     def collect_forces(self) -> None:
         """Wait for the forces of the atoms of :meth:`collect_kinematics`."""
@@ -173,6 +186,8 @@ class _FEChannel:
 
     def finish(self) -> None:
         """Wait until the last replies have gone (their buffer is reused by the next step)."""
+        if self.kernel is not None:
+            self.kernel.finish()
         requests = self._reply_requests
         _poll(lambda: MPI.Request.Testall(requests), self.spin)
         self._reply_requests = []
@@ -187,10 +202,13 @@ class RunStats:
         seconds: wall time of the LAMMPS ``run`` on the MD ranks.
         md_work: wall time of the coupling fix's own work on an MD rank (packing, applying the reply).
         md_wait: wall time an MD rank waited for the FE ranks.
-        fe_compute: FE wall time stepping; fe_wait: FE wall time waiting for MD data.
+        fe_compute: FE wall time stepping; fe_wait: FE wall time waiting for MD data, fe_force_wait the
+            part of it spent waiting for forces (none: the FE ranks were late, and the MD ranks waited).
         md_cpu: CPU time of an MD rank over the run; fe_cpu: of an FE rank.
-        fe_critical_cpu: FE CPU time between the arrival of the forces and the reply (what the MD waits on).
+        fe_critical_cpu: FE time between the arrival of the forces and the reply (what the MD waits on): CPU time
+            on the PETSc path, wall time of the compiled path (which spins while it waits).
         rebuilds: times an MD rank rebuilt its band-atom list (at set-up and every reneighboring), summed.
+        deferred: replies an MD rank applied at the next step (``defer``), the most over MD ranks.
     """
 
     steps: int
@@ -202,7 +220,14 @@ class RunStats:
     md_cpu: float = 0.0
     fe_cpu: float = 0.0
     fe_critical_cpu: float = 0.0
+    fe_force_wait: float = 0.0
     rebuilds: int = 0
+    deferred: int = 0
+
+    def add(self, other: RunStats) -> None:
+        """Add the steps, times and counts of a chained run (the maxima over ranks add up per run)."""
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
 
 
 def route_atoms(link: CouplingLink, continuum: ContinuumStrip | None, atoms: AtomisticStrip | None) -> None:
@@ -217,15 +242,23 @@ def route_atoms(link: CouplingLink, continuum: ContinuumStrip | None, atoms: Ato
 
 
 def run_coupled(link: CouplingLink, steps: int, *, continuum: ContinuumStrip | None = None,
-                atoms: AtomisticStrip | None = None, spin_seconds: float = 1e-4) -> RunStats:
+                atoms: AtomisticStrip | None = None, spin_seconds: float = 1e-4, compiled: bool = True,
+                defer: bool = True) -> RunStats:
     """Run ``steps`` coupled steps. Collective on ``link.world``; FE ranks pass ``continuum``, MD ranks ``atoms``.
 
     Both sides start from their current state (on-step velocities) and end at step ``steps`` with
-    on-step velocities, so runs can be chained (e.g. with a LAMMPS ``balance`` in between).
+    on-step velocities, so runs can be chained (e.g. with a LAMMPS ``balance`` in between). A restart is
+    not bit-for-bit a continued run: its first step damps and constrains the handshake with on-step
+    velocities, not half-step ones (three restarts in a 1800-step packet change T by 3e-6 of the
+    incident energy).
 
     Args:
         spin_seconds: how long a rank waiting for the other group spins before it naps between tests;
             long (e.g. 1.0) when every rank has a core of its own, short when groups share cores.
+        compiled: on a one-rank FE group, answer the forces with the compiled critical path
+            (:mod:`~scalelink.fenicsx.coupling_md_kernel`) when it is built; ``False`` keeps the PETSc path.
+        defer: MD ranks integrate while the FE ranks answer and apply the reply at the next step
+            (``fix scalelink/couple ... defer yes``; the same trajectory); ``False`` waits in post_force.
     """
     if (continuum is None) == link.is_fe or (atoms is None) == link.is_md or steps < 1:
         raise ConfigError(f"run_coupled on a {link.role!r} rank got continuum={continuum is not None}, atoms="
@@ -235,15 +268,17 @@ def run_coupled(link: CouplingLink, steps: int, *, continuum: ContinuumStrip | N
     idle_barrier(link.world)
     cpu = time.process_time()
     if atoms is not None:
-        stats.seconds = atoms.run(steps, link, spin_seconds)
+        stats.seconds = atoms.run(steps, link, spin_seconds, defer)
         counters = atoms.counters
         stats.md_work, stats.md_wait, stats.rebuilds = counters.work, counters.wait, counters.rebuilds
+        stats.deferred = counters.deferred
         if counters.exchanges != steps + 1:
             raise DataError(f"fix scalelink/couple exchanged {counters.exchanges} times in a {steps}-step run; "
                             f"expected {steps + 1}")
     elif continuum is not None:
-        channel = _FEChannel(link.steps, continuum.handled_ids, spin_seconds)
         dt = continuum.strip.time_step
+        kernel = CriticalPath.for_continuum(continuum, link.steps.py2f(), dt, spin_seconds) if compiled else None
+        channel = _FEChannel(link.steps, continuum.handled_ids, spin_seconds, kernel)
         for n in range(steps + 1):
             start = time.perf_counter()
             continuum.predict(0.5 * dt if n == 0 else dt, dt)
@@ -253,20 +288,32 @@ def run_coupled(link: CouplingLink, steps: int, *, continuum: ContinuumStrip | N
             rec = channel.kinematics
             continuum.prepare(rec[:, 1:3], rec[:, 3:5], dt)
             prepared = time.perf_counter()
-            channel.collect_forces()
-            forced, critical = time.perf_counter(), time.process_time()
-            channel.values[:] = continuum.complete(channel.forces, dt)
-            channel.send()
-            stats.fe_critical_cpu += time.process_time() - critical
+            if kernel is not None:
+                # the kernel waits for the forces itself: its wait is the waiting share of this call
+                waited = kernel.wait_seconds
+                continuum.complete_compiled(kernel)
+                done = time.perf_counter()
+                forced = prepared + (kernel.wait_seconds - waited)
+                stats.fe_critical_cpu += done - forced
+            else:
+                channel.collect_forces()
+                forced, critical = time.perf_counter(), time.process_time()
+                channel.values[:] = continuum.complete(channel.forces, dt)
+                channel.send()
+                stats.fe_critical_cpu += time.process_time() - critical
             continuum.advance(dt)
             stats.fe_wait += (arrived - ready) + (forced - prepared)
+            stats.fe_force_wait += forced - prepared
             stats.fe_compute += (ready - start) + (prepared - arrived) + (time.perf_counter() - forced)
         channel.finish()
+        if kernel is not None:
+            kernel.close()
         continuum.finish_run()
     cpu = time.process_time() - cpu
     stats.md_cpu = link.world.allreduce(cpu if link.is_md else 0.0, op=MPI.MAX)
     stats.fe_cpu = link.world.allreduce(cpu if link.is_fe else 0.0, op=MPI.MAX)
-    for name in ("seconds", "md_work", "md_wait", "fe_compute", "fe_wait", "fe_critical_cpu"):
+    for name in ("seconds", "md_work", "md_wait", "fe_compute", "fe_wait", "fe_critical_cpu", "fe_force_wait"):
         setattr(stats, name, link.world.allreduce(getattr(stats, name), op=MPI.MAX))
     stats.rebuilds = link.world.allreduce(stats.rebuilds)
+    stats.deferred = link.world.allreduce(stats.deferred, op=MPI.MAX)
     return stats

@@ -46,11 +46,12 @@ class FixCounters:
         wait: wall seconds waiting for the FE ranks.
         exchanges: exchanges done (steps + 1).
         rebuilds: rebuilds of the band-atom list (one per reneighboring).
+        deferred: replies applied at the next step while LAMMPS integrated (``defer yes``).
     """
 
     def __init__(self, values: list[float]) -> None:
         self.work, self.wait = values[0], values[1]
-        self.exchanges, self.rebuilds = int(values[2]), int(values[3])
+        self.exchanges, self.rebuilds, self.deferred = int(values[2]), int(values[3]), int(values[4])
 
 
 class AtomisticStrip:
@@ -103,7 +104,7 @@ class AtomisticStrip:
         reference = self.lmp.numpy.extract_atom("d2_xref")
         reference[: len(ids)] = np.column_stack([s.lattice.positions(np.asarray(ids, dtype=np.int64)),
                                                  np.zeros(len(ids))])
-        self.counters = FixCounters([0.0] * 4)
+        self.counters = FixCounters([0.0] * 5)
 
     def _local(self) -> tuple[np.ndarray, np.ndarray, Any, Any]:
         n = self.lmp.extract_global("nlocal")
@@ -198,25 +199,27 @@ class AtomisticStrip:
         d[:, 1] -= self.strip.height * np.rint(d[:, 1] / self.strip.height)
         return d
 
-    def run(self, steps: int, link: CouplingLink | None, spin_seconds: float = 1e-4) -> float:
+    def run(self, steps: int, link: CouplingLink | None, spin_seconds: float = 1e-4, defer: bool = True) -> float:
         """Run ``steps`` MD steps, coupled to the FE ranks of ``link`` (or alone when ``None``); returns
         wall seconds. Collective on the MD group.
 
         Coupled, ``fix scalelink/couple`` exchanges ``steps + 1`` times (once at set-up) and afterwards
         puts the pad atoms back at the displacement of the last step, so another run or an energy
         measurement starts from a consistent state; :attr:`counters` holds what it measured. Its
-        waits spin for ``spin_seconds`` and then nap.
+        waits spin for ``spin_seconds`` and then nap. With ``defer`` (the free atoms are integrated by
+        ``fix nve``) LAMMPS integrates while the FE ranks answer, and the reply is applied at the next step.
         """
         if link is None:
             start = time.perf_counter()
             self.lmp.command(f"run {steps}")
             return time.perf_counter() - start
         self.lmp.command(f"fix couple all scalelink/couple comm {link.steps.py2f()} partners 0 {link.num_fe} "
-                         f"route i_route reference d2_xref pad {PAD} spin {spin_seconds:.17g}")
+                         f"route i_route reference d2_xref pad {PAD} spin {spin_seconds:.17g} "
+                         f"defer {'yes' if defer else 'no'}")
         start = time.perf_counter()
         self.lmp.command(f"run {steps}")
         seconds = time.perf_counter() - start
-        self.counters = FixCounters([float(self.lmp.extract_fix("couple", 0, 1, i)) for i in range(4)])
+        self.counters = FixCounters([float(self.lmp.extract_fix("couple", 0, 1, i)) for i in range(5)])
         self.lmp.command("unfix couple")
         return seconds
 

@@ -24,16 +24,20 @@ Units: Å, ps, eV; masses eV ps²/Å².
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from mpi4py import MPI
 
 from scalelink.bridge.errors import ConfigError, DataError
 
+from .coupling_md_kernel import EnvelopeSolver
 from .coupling_md_mesh import BandAtoms, StripMesh, aij, lu_solver
 from .dispersion import MVV2E
 from .wave_strip import WaveStrip
+
+if TYPE_CHECKING:
+    from .coupling_md_kernel import CriticalPath
 
 __all__ = ["ContinuumStrip"]
 
@@ -81,8 +85,9 @@ class ContinuumStrip:
             self.M.setDiagonal(diag)
             self.M.zeroRowsColumns(fixed, diag=1.0)
             self._mass_ksp = lu_solver(self.M)
+            self._mass_envelope = EnvelopeSolver.for_matrix(self.M)  # the same solve, compiled (one FE rank)
         else:
-            self._mass_ksp = None
+            self._mass_ksp = self._mass_envelope = None
         self._inv_lumped = np.where(self.free, 1.0 / np.where(lumped > 0.0, lumped, 1.0), 0.0)
         self.u, self.v = self.K.createVecs()
         self.u.set(0.0)
@@ -153,7 +158,8 @@ class ContinuumStrip:
         self._constraint_ksp = lu_solver(self.constraint_operator)
         self.B_j = self.B.createSubMatrix(self._is_atoms, self._is_j)
         self.gram_j = self.gram.createSubMatrix(self._is_j, self._is_j)
-        self._l2_ksp = lu_solver(gram.createSubMatrix(self._is_j, self._is_j))  # L2 projection onto the mesh
+        l2 = gram.createSubMatrix(self._is_j, self._is_j)  # L2 projection onto the mesh
+        self._l2_ksp, self._l2_envelope = lu_solver(l2), EnvelopeSolver.for_matrix(l2)
         self._atom_vecs = [self.B.createVecs()[1] for _ in range(6)]
         self._reply_pre = self.B.createVecs()[1]
         self._g, self._g0, self._lam, self._j_tmp, self._j_vec, self._j_coef = (
@@ -185,7 +191,10 @@ class ContinuumStrip:
         self._pad_wg = self.B_pad.matMult(self._weighted_gram).createSubMatrix(self._is_atoms, self._is_j)
 
     def _solve_mass(self, rhs: Any, out: Any) -> None:
-        if self._mass_ksp is not None:
+        if self._mass_envelope is not None:
+            self._mass_envelope.solve(rhs.array, out.array)
+            out.array[~self.free] = 0.0
+        elif self._mass_ksp is not None:
             self._mass_ksp.solve(rhs, out)
             out.array[~self.free] = 0.0
         else:
@@ -211,7 +220,10 @@ class ContinuumStrip:
         # the L2 projection of the atom velocities onto the mesh: (BᵀB)⁻¹ Bᵀ v_atoms = (BᵀB)⁻¹ G_θ v_FE
         self._j_vec.array[:] = self.v.array[self._j]
         self.gram_j.mult(self._j_vec, self._j_tmp)
-        self._l2_ksp.solve(self._j_tmp, self._j_coef)
+        if self._l2_envelope is not None:
+            self._l2_envelope.solve(self._j_tmp.array, self._j_coef.array)
+        else:
+            self._l2_ksp.solve(self._j_tmp, self._j_coef)
         self.B_j.mult(self._j_coef, bv)
         np.add(self.v.array, kick * self._a.array, out=self._vs.array)
         self._j_vec.array[:] = self._vs.array[self._j]
@@ -269,6 +281,11 @@ class ContinuumStrip:
         response = self._reply_map if kick == dt else self._reply_matrix(kick, dt)
         response.multAdd(self._lam, self._reply_pre, reply)
         return reply.array.reshape(-1, 2)
+
+    def complete_compiled(self, kernel: CriticalPath) -> None:
+        """:meth:`complete` and the reply's send by the compiled ``kernel``, which also waits for the forces
+        (the receives it posted); same result to round-off."""
+        kernel.complete(self._g.array, self._reply_pre.array, self._lam.array, self._kick, self.atom_mass)
 
     def _reply_matrix(self, kick: float, dt: float) -> Any:
         """``R`` of :meth:`complete` for a velocity kick ``kick`` (ps): how the multipliers move the atoms."""

@@ -111,36 +111,50 @@ def _build(link: CouplingLink, strip: WaveStrip, stiffness: np.ndarray, mass_ble
 
 
 def run_wave_packet(link: CouplingLink, strip: WaveStrip, stiffness: np.ndarray, *, mass_blend: float,
-                    gram_blend: float = 0.0, time_alone: bool = False, spin_seconds: float = 1e-4) -> StripWaveResult:
+                    gram_blend: float = 0.0, time_alone: bool = False, chunks: int = 1, spin_seconds: float = 1e-4,
+                    compiled: bool = True, defer: bool = True) -> StripWaveResult:
     """Send the strip's packet from the atoms into the continuum; measure R and T. Collective on ``link.world``.
 
     Args:
         link: the run's communicators. strip: the geometry of this packet. stiffness: Cauchy–Born
             Mandel stiffness ``(3, 3)``, eV/Å².
         mass_blend: β of the FE mass. gram_blend: θ of the constraint (0: L2 projection).
-        time_alone: afterwards run the same atoms alone (pad atoms held, no coupling fix) for the same
+        time_alone: also run the same atoms alone (pad atoms held, no coupling fix) for the same
             number of steps on the MD ranks, timed, while the FE ranks wait without spinning.
-        spin_seconds: see :func:`~scalelink.fenicsx.coupling_md.run_coupled`.
+        chunks: split the run into this many chained coupled runs and, with ``time_alone``, follow each
+            by as many steps alone, so that both timings see the same machine (a shared machine's speed
+            drifts over seconds). The physics is that of one run.
+        spin_seconds, compiled, defer: see :func:`~scalelink.fenicsx.coupling_md.run_coupled`.
 
     Returns:
         The energies and timings, the same on every rank.
     """
+    if chunks < 1 or chunks > strip.steps:
+        raise ConfigError(f"chunks={chunks}; expected 1 <= chunks <= the run's {strip.steps} steps")
     continuum, atoms = _build(link, strip, stiffness, mass_blend, gram_blend)
     incident = 0.0
+    lone = None
     if atoms is not None:
         atoms.set_state(lambda x: strip.packet(x[:, 0])[0], lambda x: strip.packet(x[:, 0])[1])
         incident = atoms.atomistic_energy()
-    stats = run_coupled(link, strip.steps, continuum=continuum, atoms=atoms, spin_seconds=spin_seconds)
+        if time_alone:
+            lone = AtomisticStrip(link.comm, strip)
+            lone.set_state(lambda x: strip.packet(x[:, 0])[0], lambda x: strip.packet(x[:, 0])[1])
+    stats = RunStats(0)
+    alone = alone_cpu = 0.0
+    for steps in np.diff(np.linspace(0, strip.steps, chunks + 1).round().astype(int)).tolist():
+        stats.add(run_coupled(link, steps, continuum=continuum, atoms=atoms, spin_seconds=spin_seconds,
+                              compiled=compiled, defer=defer))
+        if lone is not None:
+            cpu = time.process_time()
+            alone += link.comm.allreduce(lone.run(steps, None), op=MPI.MAX)
+            alone_cpu += link.comm.allreduce(time.process_time() - cpu, op=MPI.MAX)
+        if time_alone:
+            idle_barrier(link.world)  # the FE ranks sleep while the MD ranks run alone
     reflected = atoms.atomistic_energy() if atoms is not None else 0.0
     transmitted = continuum.transmitted_energy() if continuum is not None else 0.0
-    alone = alone_cpu = 0.0
-    if time_alone and atoms is not None:
-        atoms.close()
-        atoms = AtomisticStrip(link.comm, strip)
-        atoms.set_state(lambda x: strip.packet(x[:, 0])[0], lambda x: strip.packet(x[:, 0])[1])
-        cpu = time.process_time()
-        alone = link.comm.allreduce(atoms.run(strip.steps, None), op=MPI.MAX)
-        alone_cpu = link.comm.allreduce(time.process_time() - cpu, op=MPI.MAX)
+    if lone is not None:
+        lone.close()
     if atoms is not None:
         atoms.close()
     idle_barrier(link.world)

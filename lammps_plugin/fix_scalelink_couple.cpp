@@ -8,6 +8,9 @@
 #include "comm.h"
 #include "domain.h"
 #include "error.h"
+#include "force.h"
+#include "modify.h"
+#include "output.h"
 #include "update.h"
 #include "utils.h"
 
@@ -35,11 +38,12 @@ std::string strip_prefix(const std::string &name, const std::string &prefix)
 FixScaleLinkCouple::FixScaleLinkCouple(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), partner_comm(MPI_COMM_NULL), first_partner(0), partner_count(0), route_index(-1),
     reference_index(-1), pad_type(-1), spin(1e-4), stale(true), work_seconds(0.0), wait_seconds(0.0),
-    exchanges(0), rebuilds(0), partners_given(false)
+    exchanges(0), rebuilds(0), deferred(0), partners_given(false), defer(false), pending(false),
+    integrate_groupbit(0)
 {
   const std::string usage = fmt::format(
       "expected: fix {} {} scalelink/couple comm F [partners R N] route i_NAME reference d2_NAME pad T "
-      "[spin S]",
+      "[spin S] [defer yes|no]",
       id, arg[1]);
   bool have_comm = false, have_partners = false;
   std::string comm_text;
@@ -63,6 +67,8 @@ FixScaleLinkCouple::FixScaleLinkCouple(LAMMPS *lmp, int narg, char **arg) :
       reference_name = strip_prefix(value, "d2_");
     } else if (key == "pad") {
       pad_type = utils::inumeric(FLERR, value, false, lmp);
+    } else if (key == "defer") {
+      defer = utils::logical(FLERR, value, false, lmp) == 1;
     } else if (key == "spin") {
       spin = utils::numeric(FLERR, value, false, lmp);
       if (spin < 0.0) error->all(FLERR, "fix {} scalelink/couple: spin must not be negative, got {}", id, spin);
@@ -80,7 +86,7 @@ FixScaleLinkCouple::FixScaleLinkCouple(LAMMPS *lmp, int narg, char **arg) :
   if (!atom->tag_enable) error->all(FLERR, "fix {} scalelink/couple needs atom IDs", id);
 
   vector_flag = 1;
-  size_vector = 4;
+  size_vector = 5;
   extvector = 0;
   global_freq = 1;
 }
@@ -89,7 +95,7 @@ FixScaleLinkCouple::FixScaleLinkCouple(LAMMPS *lmp, int narg, char **arg) :
 
 int FixScaleLinkCouple::setmask()
 {
-  return PRE_NEIGHBOR | PRE_FORCE | POST_FORCE | POST_RUN;
+  return PRE_NEIGHBOR | PRE_FORCE | POST_FORCE | POST_RUN | (defer ? POST_INTEGRATE : 0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -113,8 +119,48 @@ void FixScaleLinkCouple::init()
                "fix {} scalelink/couple: no per-atom array d2_{} with 3 columns; create it with fix "
                "property/atom d2_{} 3 and set the reference positions",
                id, reference_name, reference_name);
+  if (defer) check_integrators();
   check_partners();
   stale = true;
+}
+
+/* ----------------------------------------------------------------------
+   defer yes corrects the band atoms' velocity and position for a force that came late, which
+   is exact for velocity Verlet: every integrating fix must be fix nve.
+------------------------------------------------------------------------- */
+
+void FixScaleLinkCouple::check_integrators()
+{
+  integrate_groupbit = 0;
+  observers.clear();
+  const int mask = INITIAL_INTEGRATE | FINAL_INTEGRATE;
+  for (int i = 0; i < modify->nfix; ++i) {
+    Fix *other = modify->fix[i];
+    if (other == this) continue;
+    if (modify->fmask[i] & mask) {
+      if (std::string(other->style) != "nve")
+        error->all(FLERR,
+                   "fix {} scalelink/couple defer yes: fix {} integrates with style {}, but a late coupling "
+                   "force is only exact for fix nve (velocity Verlet); use defer no",
+                   id, other->id, other->style);
+      integrate_groupbit |= other->groupbit;
+    }
+    if (modify->fmask[i] & END_OF_STEP) observers.push_back(other);
+  }
+}
+
+/* ----------------------------------------------------------------------
+   Whether anything looks at the atoms between this step's post_force and the next step's
+   post_integrate: output, an end-of-step fix, or the end of the run.
+------------------------------------------------------------------------- */
+
+bool FixScaleLinkCouple::observed_now() const
+{
+  const bigint step = update->ntimestep;
+  if (step >= update->laststep || step == output->next) return true;
+  for (const Fix *other : observers)
+    if (other->nevery > 0 && step % other->nevery == 0) return true;
+  return false;
 }
 
 /* ----------------------------------------------------------------------
@@ -180,8 +226,11 @@ void FixScaleLinkCouple::pre_neighbor()
 void FixScaleLinkCouple::setup(int /*vflag*/)
 {
   stale = true;
+  pending = false;
   send_kinematics();
   exchange_forces();
+  wait_reply();
+  apply_reply(Applied::NOW);
 }
 
 void FixScaleLinkCouple::pre_force(int /*vflag*/)
@@ -192,6 +241,20 @@ void FixScaleLinkCouple::pre_force(int /*vflag*/)
 void FixScaleLinkCouple::post_force(int /*vflag*/)
 {
   exchange_forces();
+  if (defer && !observed_now()) {
+    pending = true;    // LAMMPS integrates meanwhile; post_integrate of the next step applies it
+    ++deferred;
+    return;
+  }
+  wait_reply();
+  apply_reply(Applied::NOW);
+}
+
+void FixScaleLinkCouple::post_integrate()
+{
+  if (!pending) return;
+  wait_reply();
+  apply_reply(Applied::NEXT_STEP);
 }
 
 /* ----------------------------------------------------------------------
@@ -201,6 +264,10 @@ void FixScaleLinkCouple::post_force(int /*vflag*/)
 
 void FixScaleLinkCouple::post_run()
 {
+  if (pending) {    // a run stopped early (fix halt) with a reply still out
+    wait_reply();
+    apply_reply(Applied::AT_END);
+  }
   wait_all(sends);
   const int dim = domain->dimension;
   double **x = atom->x;
@@ -223,8 +290,10 @@ double FixScaleLinkCouple::compute_vector(int n)
       return wait_seconds;
     case 2:
       return static_cast<double>(exchanges);
-    default:
+    case 3:
       return static_cast<double>(rebuilds);
+    default:
+      return static_cast<double>(deferred);
   }
 }
 
@@ -305,11 +374,10 @@ void FixScaleLinkCouple::exchange_forces()
   if (stale)
     error->one(FLERR, "fix {} scalelink/couple: atoms were reordered between pre_force and post_force", id);
   const int dim = domain->dimension;
-  const int width = 1 + 2 * dim;
   double **f = atom->f;
   for (std::size_t k = 0; k < band.size(); ++k)
     for (int d = 0; d < dim; ++d) forces[k * dim + d] = f[band[k]][d];
-  std::vector<MPI_Request> requests;
+  requests.clear();
   int first = 0;
   for (int rank = 0; rank < partner_count; ++rank) {
     if (counts[rank]) {
@@ -323,10 +391,31 @@ void FixScaleLinkCouple::exchange_forces()
     first += counts[rank];
   }
   work_seconds += MPI_Wtime() - start;
+}
+
+void FixScaleLinkCouple::wait_reply()
+{
   wait_all(requests);
-  start = MPI_Wtime();
-  double **x = atom->x;
+  pending = false;
+}
+
+/* ----------------------------------------------------------------------
+   The reply: pad atoms move to their next position, the other band atoms get the coupling
+   force. NOW (in post_force) adds it to f. NEXT_STEP (in the next step's post_integrate) adds
+   what velocity Verlet would have done with it: dt/m f to v (two half kicks) and dt²/m f to x.
+   AT_END (post_run after an early stop) adds the missing half kick to v and f to f.
+------------------------------------------------------------------------- */
+
+void FixScaleLinkCouple::apply_reply(Applied when)
+{
+  const double start = MPI_Wtime();
+  const int dim = domain->dimension;
+  const int width = 1 + 2 * dim;
+  double **x = atom->x, **v = atom->v, **f = atom->f;
   const int *type = atom->type;
+  const int *mask = atom->mask;
+  const double *rmass = atom->rmass, *mass = atom->mass;
+  const double kick = (when == Applied::AT_END ? 0.5 : 1.0) * update->dt * force->ftm2v;
   for (std::size_t k = 0; k < band.size(); ++k) {
     const int i = band[k];
     const double *value = &reply[k * dim];
@@ -336,8 +425,17 @@ void FixScaleLinkCouple::exchange_forces()
         pad_last[k * dim + d] = x[i][d];
         x[i][d] += value[d] - kinematics[k * width + 1 + d];
       }
-    } else {
+    } else if (when == Applied::NOW) {
       for (int d = 0; d < dim; ++d) f[i][d] += value[d];
+    } else if (mask[i] & integrate_groupbit) {
+      const double dv = kick / (rmass ? rmass[i] : mass[type[i]]);
+      for (int d = 0; d < dim; ++d) {
+        v[i][d] += dv * value[d];
+        if (when == Applied::NEXT_STEP)
+          x[i][d] += update->dt * dv * value[d];
+        else
+          f[i][d] += value[d];
+      }
     }
   }
   ++exchanges;

@@ -2,6 +2,7 @@
    ScaleLink: fix scalelink/couple, the atomistic side of a concurrent LAMMPS–continuum coupling.
 
      fix ID group scalelink/couple comm F [partners R N] route i_NAME reference d2_NAME pad T [spin S]
+                                    [defer yes|no]
 
    The LAMMPS ranks are one group of an MPI job whose other group runs the continuum (for
    instance scalelink.fenicsx.coupling_md); F is the Fortran handle (mpi4py: Comm.py2f()) of a
@@ -31,9 +32,18 @@
    core) for S seconds (default 1e-4) and then naps 20 microseconds between tests, so a
    continuum rank sharing its core is not starved.
 
-   Global vector (4): wall seconds of the fix's own work (packing, applying), wall seconds
+   defer yes lets LAMMPS go on while the continuum answers: post_force sends the forces and
+   returns; the reply is applied in the next step's post_integrate, before the positions are
+   communicated. A non-pad band atom then gets what velocity Verlet would have done with the
+   force F it missed: v += dt F/m (the two half kicks) and x += dt² F/m, so the trajectory is the
+   same. This is exact only for fix nve, so every integrating fix must be fix nve (checked). On
+   steps where something looks at the atoms in between (output, a fix with end_of_step on that
+   step, the last step of the run) the reply is waited for and applied in post_force as with
+   defer no. The default is defer no.
+
+   Global vector (5): wall seconds of the fix's own work (packing, applying), wall seconds
    waiting for the continuum, exchanges done, rebuilds of the band-atom list (once per
-   reneighboring).
+   reneighboring), replies deferred to the next step.
 ------------------------------------------------------------------------- */
 
 #ifndef LMP_FIX_SCALELINK_COUPLE_H
@@ -58,6 +68,7 @@ class FixScaleLinkCouple : public Fix {
   void pre_neighbor() override;
   void pre_force(int) override;
   void post_force(int) override;
+  void post_integrate() override;
   void post_run() override;
   double compute_vector(int) override;
 
@@ -78,9 +89,15 @@ class FixScaleLinkCouple : public Fix {
   std::vector<double> reply;
   std::vector<double> pad_last;    // pad atoms' positions before the last reply moved them
   std::vector<MPI_Request> sends;  // kinematics sends still open
+  std::vector<MPI_Request> requests;  // this step's force send and reply receive
+
+  bool defer;                      // apply the reply in the next step's post_integrate when unobserved
+  bool pending;                    // a reply is out that is applied later
+  int integrate_groupbit;          // atoms integrated by fix nve
+  std::vector<class Fix *> observers;  // fixes with end_of_step
 
   double work_seconds, wait_seconds;
-  long exchanges, rebuilds;
+  long exchanges, rebuilds, deferred;
 
   std::string comm_given;       // the comm argument as written
   bool partners_given;
@@ -89,6 +106,11 @@ class FixScaleLinkCouple : public Fix {
   void rebuild();
   void send_kinematics();
   void exchange_forces();
+  void wait_reply();
+  enum class Applied { NOW, NEXT_STEP, AT_END };
+  void apply_reply(Applied);
+  void check_integrators();
+  bool observed_now() const;
   void wait_all(std::vector<MPI_Request> &);
 };
 

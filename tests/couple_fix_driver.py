@@ -7,10 +7,12 @@ the run (and are re-sorted every 20 steps). Band atoms (every third atom) get th
 reference. The same system is then run by LAMMPS alone with ``fix addforce F0``, ``fix spring/self
 K`` on the band atoms and ``fix move linear V`` on the pads; the two trajectories must agree.
 
-    mpirun -n 3 python tests/couple_fix_driver.py OUT.json [intra|inter]
+    mpirun -n 3 python tests/couple_fix_driver.py OUT.json [intra|inter] [defer]
 
 ``intra`` (default) passes the fix an intra-communicator over all ranks with ``partners 0 1``,
-``inter`` the inter-communicator between the two groups.
+``inter`` the inter-communicator between the two groups. ``defer`` runs the fix with ``defer yes``
+(the reply applied at the next step as a velocity and position correction) and adds thermo output
+every 50 steps and an end-of-step fix every 7, on whose steps it must apply the reply at once.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def owned(lmp) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[no-
     return ids, x + np.column_stack([ix, iy]) * period, v  # unwrapped positions
 
 
-def main(out: str, kind: str) -> None:
+def main(out: str, kind: str, defer: bool) -> None:
     link = split_world(1)
     world = link.world
     comm = link.steps if kind == "intra" else link.inter
@@ -113,14 +115,16 @@ def main(out: str, kind: str) -> None:
         pads = np.concatenate(link.comm.allgather(ids[types == 2]))
         lmp.command(f"timestep {DT}")
         lmp.command(f"fix couple all scalelink/couple comm {comm.py2f()} {partners} route i_route "
-                    "reference d2_xref pad 2 spin 0.01")
+                    f"reference d2_xref pad 2 spin 0.01 defer {'yes' if defer else 'no'}")
+        if defer:
+            lmp.commands_string("thermo 50\nfix watch all ave/time 7 1 7 c_thermo_temp")
     band, pads = world.bcast((band, pads), root=link.md_root)
     if link.is_fe:
         continuum(comm, band, pads)
         world.Barrier()
         return
     lmp.command(f"run {STEPS}")
-    counters = [float(lmp.extract_fix("couple", 0, 1, i)) for i in range(4)]
+    counters = [float(lmp.extract_fix("couple", 0, 1, i)) for i in range(5)]
     lmp.command("unfix couple")
     ids, x, v = owned(lmp)
     n = lmp.extract_global("nlocal")
@@ -148,7 +152,7 @@ def main(out: str, kind: str) -> None:
         free = np.ones(len(x), dtype=bool)
         free[np.isin(np.arange(1, len(x) + 1), pads)] = False
         result = {"atoms": len(x), "band": len(band), "pads": len(pads), "exchanges": counters[2],
-                  "rebuilds": counters[3], "band_atoms_changed_rank": moved,
+                  "rebuilds": counters[3], "deferred": counters[4], "band_atoms_changed_rank": moved,
                   "max_position_difference": float(np.max(np.abs(x - ref_x))),
                   "max_velocity_difference": float(np.max(np.abs(v[free] - ref_v[free]))),
                   "max_travel": float(np.max(np.abs(x - start_x))),
@@ -160,7 +164,7 @@ def main(out: str, kind: str) -> None:
 
 if __name__ == "__main__":
     try:
-        main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "intra")
+        main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "intra", "defer" in sys.argv[3:])
     except BaseException:
         traceback.print_exc()  # one failing rank must end the job, not leave the others waiting
         sys.stderr.flush()

@@ -4,7 +4,9 @@ CASES is a comma-separated list of: ``patch`` (uniform strain at rest; with seve
 x cut between them moves half-way, so band atoms change MD rank), ``waves`` (packets at k a = 0.2,
 1.0 with the dispersion surrogate, 1.0 lumped, 2.0 and 2.5 above the mesh cutoff), ``wave1`` (k a = 1.0
 with the surrogate only), ``stability`` (random fine-scale motion near the handshake, weakly
-damped, 3000 steps). Writes the numbers to OUT.json on world rank 0.
+damped, 3000 steps), ``plain`` (k a = 1.0 with the FE critical path through PETSc and the MD ranks
+waiting in post_force), ``chunked`` (k a = 1.0 in four chained runs). Writes the numbers to OUT.json
+on world rank 0.
 """
 
 from __future__ import annotations
@@ -62,7 +64,14 @@ def main(out: str, fe_ranks: int, cases: list[str]) -> None:
             for kind, ka in packets:
                 mass, gram = (beta, theta) if kind == "gp" else (0.0, 0.0)
                 r = run_wave_packet(link, strip(ka), stiffness, mass_blend=mass, gram_blend=gram)
-                numbers[f"{kind}_{ka}"] = {"reflected": r.reflected, "transmitted": r.transmitted, "steps": r.run.steps}
+                numbers[f"{kind}_{ka}"] = {"reflected": r.reflected, "transmitted": r.transmitted, "steps": r.run.steps,
+                                           "deferred": r.run.deferred}
+    # k a = 1.0 again: through PETSc from Python with the MD ranks waiting in post_force, and in 4 chained runs
+    variants = {"plain": {"compiled": False, "defer": False}, "chunked": {"chunks": 4}}
+    for case, options in variants.items():
+        if case in cases:
+            r = run_wave_packet(link, strip(1.0), stiffness, mass_blend=beta, gram_blend=theta, **options)
+            numbers[case] = {"reflected": r.reflected, "transmitted": r.transmitted, "deferred": r.run.deferred}
     if "stability" in cases:
         numbers["stability"] = stability(link, strip(1.0, StripConfig(rows=4, packet_width=12.0, fine_damping=2.0)),
                                          stiffness, beta, theta)

@@ -37,11 +37,11 @@ fix plane all enforce2d
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("kind", ["intra", "inter"])
-def test_trajectory_matches_lammps_fixes_with_atoms_changing_rank(tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize(("kind", "defer"), [("intra", False), ("inter", False), ("intra", True)])
+def test_trajectory_matches_lammps_fixes_with_atoms_changing_rank(tmp_path: Path, kind: str, defer: bool) -> None:
     out = tmp_path / "out.json"
     proc = subprocess.run([MPIRUN, "-n", "3", sys.executable, str(ROOT / "tests" / "couple_fix_driver.py"), str(out),
-                           kind],
+                           kind] + (["defer"] if defer else []),
                           capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads(out.read_text())
@@ -49,6 +49,12 @@ def test_trajectory_matches_lammps_fixes_with_atoms_changing_rank(tmp_path: Path
     assert r["band_atoms_changed_rank"] >= 5  # measured 14
     assert r["rebuilds"] >= 20  # one per reneighboring; measured 69
     assert r["max_band_travel"] > 2.0  # σ; measured 3.8: the comparison covers real motion
+    if defer:
+        # every step but the observed ones (thermo every 50, fix ave/time every 7, the last) is deferred
+        observed = len({n for n in range(1, 301) if n % 50 == 0 or n % 7 == 0 or n == 300})
+        assert r["deferred"] == 300 - observed
+    else:
+        assert r["deferred"] == 0
     # chaotic dynamics amplify round-off (summation order of the forces); measured 1e-11 and 3e-10
     assert r["max_position_difference"] < 1e-8
     assert r["max_velocity_difference"] < 1e-7
@@ -76,6 +82,21 @@ def test_bad_arguments_are_refused_with_the_value(arguments: str, message: str) 
     try:
         with pytest.raises(Exception, match=message):
             lmp.command(f"fix couple all scalelink/couple comm {MPI.COMM_WORLD.py2f()} {arguments}")
+    finally:
+        lmp.close()
+
+
+def test_defer_needs_fix_nve() -> None:
+    import mpi4py.MPI as MPI
+
+    lmp = _lammps()
+    try:
+        lmp.command("fix p all property/atom i_route d2_xref 3")
+        lmp.command("fix thermostat all nvt temp 1.0 1.0 0.1")
+        lmp.command(f"fix couple all scalelink/couple comm {MPI.COMM_WORLD.py2f()} partners 1 1 route i_route "
+                    "reference d2_xref pad 2 defer yes")
+        with pytest.raises(Exception, match="fix thermostat integrates with style nvt.*use defer no"):
+            lmp.command("run 0")
     finally:
         lmp.close()
 
