@@ -47,7 +47,7 @@ def kernel_library() -> ctypes.CDLL | None:
         lib = ctypes.CDLL(str(path))
         p, i64, f64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
         lib.slk_create.restype = p
-        lib.slk_create.argtypes = [i64, i64, i64] + [p] * 13 + [f64]
+        lib.slk_create.argtypes = [i64, i64, i64, i64] + [p] * 13 + [f64]
         lib.slk_destroy.argtypes = [p]
         lib.slk_post.restype = i32
         lib.slk_post.argtypes = [p, i32, i32, p, p, p, p]
@@ -218,7 +218,7 @@ class CriticalPath:
         arrays = [*bt, *full, *half, perm, first, start, values]
         self._keep = arrays
         pointers = [x.ctypes.data for x in arrays]
-        self._handle = lib.slk_create(self.n_f, len(perm), self.width, *pointers, float(spin))
+        self._handle = lib.slk_create(self.n_f, 2, len(perm), self.width, *pointers, float(spin))
         if not self._handle:
             raise MemoryError("the coupling kernel could not allocate its buffers")
         self.kick_slots = {self.dt: 0, 0.5 * self.dt: 1}
@@ -240,7 +240,6 @@ class CriticalPath:
         src = np.asarray(sources, dtype=np.int32).reshape(-1, 3)
         rank, start, count = (np.ascontiguousarray(src[:, k]) for k in range(3))
         rows64 = None if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
-        self._post_args = (rank, start, count, rows64)  # alive until the receives complete
         self._check(self._lib.slk_post(self._handle, self.comm_handle, len(src), rank.ctypes.data,
                                        start.ctypes.data, count.ctypes.data,
                                        None if rows64 is None else rows64.ctypes.data), "receive")

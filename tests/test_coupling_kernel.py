@@ -74,15 +74,18 @@ def strip_continuum():  # type: ignore[no-untyped-def]
     return ContinuumStrip(MPI.COMM_SELF, strip, stiffness, mass_blend=0.57, gram_blend=0.21)
 
 
-@pytest.mark.parametrize("shuffled", [False, True])
-def test_compiled_critical_path_matches_the_petsc_path(strip_continuum, shuffled: bool) -> None:  # type: ignore
+@pytest.mark.parametrize(("shuffled", "whole"), [(False, False), (True, False), (True, True)])
+def test_compiled_critical_path_matches_the_petsc_path(strip_continuum, shuffled: bool, whole: bool,  # type: ignore
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from mpi4py import MPI
 
     c = strip_continuum
     comm = MPI.COMM_SELF.Dup()
     dt = c.strip.time_step
+    if whole:  # factorise the whole operator, as for one whose components are coupled
+        monkeypatch.setattr(kernel, "component_width", lambda a, dim: 1)
     path = kernel.CriticalPath.for_continuum(c, comm.py2f(), dt, 1e-3)
-    assert path is not None and path.width == 2
+    assert path is not None and path.width == (1 if whole else 2)
     rng = np.random.default_rng(5 + shuffled)
     n = len(c.handled_ids)
     u, v, f = 1e-3 * rng.standard_normal((n, 2)), 0.1 * rng.standard_normal((n, 2)), rng.standard_normal((n, 2))

@@ -131,7 +131,7 @@ struct Factor {
 
 struct Kernel {
   int64_t n_f = 0, n_j = 0;      // atom-side values (atoms x components), constraint unknowns
-  int64_t width = 0;             // values per atom and per node
+  int64_t width = 0;             // values per atom (the dimension)
   Csr bt;                        // Bᵀ
   Csr reply_map[2];              // R for a full kick and for the first step's half kick
   Factor factor;                 // of the constraint operator A
@@ -187,10 +187,12 @@ struct Kernel {
 
 extern "C" {
 
-/* The operators. bt: Bᵀ (n_j rows over n_f columns); r_full / r_half: R (n_f rows over n_j
-   columns) for a full and a half kick, the same pattern; the factor: perm (nodes), first
-   (nodes), start (nodes + 1) and l (start[nodes] values). Returns nullptr when out of memory. */
-void *slk_create(int64_t n_f, int64_t nodes, int64_t width,
+/* dim: values per atom. The constraint unknowns are nodes x width: width 1 when the factor is of
+   the whole operator, dim when it is of the scalar operator both components share. bt: Bᵀ (n_j
+   rows over n_f columns); r_full / r_half: R (n_f rows over n_j columns) for a full and a half
+   kick; the factor: perm (nodes), first (nodes), start (nodes + 1) and l (start[nodes] values).
+   Returns nullptr when out of memory. */
+void *slk_create(int64_t n_f, int64_t dim, int64_t nodes, int64_t width,
                  const int64_t *bt_ptr, const int64_t *bt_idx, const double *bt_val,
                  const int64_t *rf_ptr, const int64_t *rf_idx, const double *rf_val,
                  const int64_t *rh_ptr, const int64_t *rh_idx, const double *rh_val,
@@ -201,7 +203,7 @@ void *slk_create(int64_t n_f, int64_t nodes, int64_t width,
   if (!k) return nullptr;
   try {
     k->n_f = n_f;
-    k->width = width;
+    k->width = dim;
     k->n_j = nodes * width;
     k->bt.assign(k->n_j, bt_ptr, bt_idx, bt_val);
     k->reply_map[0].assign(n_f, rf_ptr, rf_idx, rf_val);
