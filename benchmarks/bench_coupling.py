@@ -66,7 +66,8 @@ def main() -> None:
         for _ in range(args.repeats):
             for variant in args.variants:  # interleaved, so that every variant sees the same machine
                 t = run(args.ranks, int(height), float(lead), args.spin, VARIANTS[variant])
-                t.update(rows=int(height), lead=float(lead), variant=variant, ratio=t["coupled_s"] / t["alone_s"])
+                t.update(size=size, rows=int(height), lead=float(lead), variant=variant,
+                         ratio=t["coupled_s"] / t["alone_s"])
                 rows.append(t)
                 print(f"| {t['atoms']:,} | {variant} | {t['steps']} | {t['coupled_s']:.2f} | {t['alone_s']:.2f} | "
                       f"{t['ratio']:.3f} | {t['alone_cpu_ms']:.3f} | {t['md_work_ms']:.3f} | "
@@ -74,8 +75,7 @@ def main() -> None:
     print("\nfastest of the repeats: | atoms | variant | coupled s | alone s | ratio of the two |")
     for size in args.sizes:
         for variant in args.variants:
-            mine = [t for t in rows if f"{t['rows']}:{t['lead']:g}" == f"{size.split(':')[0]}:{float(size.split(':')[1]):g}"
-                    and t["variant"] == variant]
+            mine = [t for t in rows if t["size"] == size and t["variant"] == variant]
             coupled, alone = min(t["coupled_s"] for t in mine), min(t["alone_s"] for t in mine)
             print(f"| {mine[0]['atoms']:,} | {variant} | {coupled:.3f} | {alone:.3f} | {coupled / alone:.3f} |")
     load_after = os.getloadavg()[0]
