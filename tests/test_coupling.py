@@ -115,6 +115,23 @@ def test_patch_test(tmp_path: Path, ranks: int) -> None:
         assert r["ranks_raising_missing_id"] == 4
 
 
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_patch_test_condensed(tmp_path: Path, ranks: int) -> None:
+    out = tmp_path / "patch.json"
+    _mpirun(ranks, ROOT / "tests" / "coupling_driver.py", str(out), "condensed", cwd=tmp_path)
+    r = json.loads(out.read_text())
+    assert r["converged"]
+    assert r["evaluations"] > 10  # atoms start at their reference sites: the relaxation has work to do
+    assert r["max_atom_force"] < 1e-9  # eV/Å, force tolerance 1e-10 on the norm
+    assert r["max_fe_residual"] < 1e-10  # eV/Å
+    # every atom and node on the affine field: the map from the atoms to the pad carries no ghost force
+    assert r["max_atom_affine_error"] < 1e-8  # Å
+    assert r["max_node_affine_error"] < 1e-8
+    # the pad atoms sit where an FE solve from the atoms' own fits puts the continuum (measured 1e-15 Å)
+    assert r["pad_mismatch"] < 1e-10
+    assert r["solve_check"] < 1e-10
+
+
 @pytest.fixture(scope="module")
 def vacancy_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, float]]:
     folder = tmp_path_factory.mktemp("vacancy")
@@ -123,6 +140,9 @@ def vacancy_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str
         out = folder / f"vacancy{ranks}.json"
         _mpirun(ranks, ROOT / "examples" / "coupled_vacancy.py", "--json", str(out), cwd=folder)
         runs[ranks] = json.loads(out.read_text())
+    out = folder / "vacancy_schwarz.json"
+    _mpirun(2, ROOT / "examples" / "coupled_vacancy.py", "--method", "schwarz", "--json", str(out), cwd=folder)
+    runs[0] = json.loads(out.read_text())
     return runs
 
 
@@ -145,3 +165,14 @@ def test_vacancy_cluster_same_on_2_and_4_ranks(vacancy_runs: dict[int, dict[str,
     assert four["converged"]
     assert abs(four["coupled_max"] - two["coupled_max"]) < 1e-6
     assert abs(four["coupled_rms"] - two["coupled_rms"]) < 1e-6
+
+
+def test_condensed_relaxation_is_the_schwarz_fixed_point(vacancy_runs: dict[int, dict[str, float]]) -> None:
+    condensed, schwarz = vacancy_runs[2], vacancy_runs[0]
+    assert (condensed["method"], schwarz["method"]) == ("condensed", "schwarz")
+    assert schwarz["converged"] and schwarz["iterations"] > 5  # measured 13 Schwarz iterations
+    # one relaxation of the atoms with the continuum condensed onto the pad lands where the Schwarz
+    # iterations (tol 1e-7 Å) do, measured against the fully atomistic run; measured to 1e-9 Å
+    assert abs(condensed["coupled_max"] - schwarz["coupled_max"]) < 1e-6
+    assert abs(condensed["coupled_rms"] - schwarz["coupled_rms"]) < 1e-6
+    assert condensed["pad_mismatch"] < 1e-10 and condensed["solve_check"] < 1e-10
