@@ -49,6 +49,7 @@ __all__ = [
     "affine_displacement",
     "lattice_constants",
     "pad_mismatch",
+    "send_band_displacements",
     "solve_coupled",
 ]
 
@@ -361,10 +362,7 @@ def solve_coupled(link: CouplingLink, geometry: CouplingGeometry, lattice: HexLa
             pad_ids = atoms.local_ids(prescribed=True)
             atoms.set_displacements(pad_ids, transfer_by_id(link, source="fe", width=2, wanted=pad_ids))
             atoms.relax()
-            ids, u = atoms.displacements()
-            norm = np.max(np.abs(atoms.lattice.positions(ids)), axis=1)
-            in_band = (norm >= band[0]) & (norm <= band[1])
-            transfer_by_id(link, source="md", width=2, ids=ids[in_band], values=u[in_band])
+            send_band_displacements(link, atoms, band)
         change = link.world.allreduce(change, op=MPI.MAX)
         result.increments.append(change)
         if change < tol and len(result.increments) > 1:
@@ -380,6 +378,15 @@ def solve_coupled(link: CouplingLink, geometry: CouplingGeometry, lattice: HexLa
     result.max_atom_force = link.world.allreduce(force, op=MPI.MAX)
     result.max_fe_residual = link.world.allreduce(residual, op=MPI.MAX)
     return result
+
+
+def send_band_displacements(link: CouplingLink, atoms: AtomisticRegion, band: tuple[float, float]) -> None:
+    """MD side of the transfer of the displacements of this rank's atoms with ``|X|∞`` in ``band``
+    (Å) to the FE ranks, by atom ID (the FE side asks with ``wanted=continuum.fit_ids``)."""
+    ids, u = atoms.displacements()
+    norm = np.max(np.abs(atoms.lattice.positions(ids)), axis=1)
+    in_band = (norm >= band[0]) & (norm <= band[1])
+    transfer_by_id(link, source="md", width=2, ids=ids[in_band], values=u[in_band])
 
 
 def pad_mismatch(link: CouplingLink, continuum: ContinuumRegion | None, atoms: AtomisticRegion | None) -> float:

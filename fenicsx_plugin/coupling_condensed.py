@@ -40,7 +40,7 @@ from scalelink.bridge.errors import ConfigError
 from scalelink.bridge.exchange import CouplingLink, idle_barrier, transfer_by_id
 
 from .atomistic2d import AtomisticRegion, HexLattice
-from .coupling import ContinuumRegion, CouplingGeometry, CouplingResult, pad_mismatch
+from .coupling import ContinuumRegion, CouplingGeometry, CouplingResult, pad_mismatch, send_band_displacements
 
 __all__ = ["CondensedContinuum", "condense", "solve_condensed"]
 
@@ -241,7 +241,7 @@ def solve_condensed(link: CouplingLink, geometry: CouplingGeometry, lattice: Hex
 
     # check, untimed: the Schwarz update from the atoms' displacements and a real FE solve
     superposed = continuum.u.x.array.copy() if continuum is not None else None
-    change = _final_continuum(link, band, continuum, atoms)
+    _refit_and_solve(link, band, continuum, atoms)
     difference = 0.0
     if continuum is not None:
         # on the unconstrained nodes: the hole's nodes other than the active edge are not data of the map
@@ -251,7 +251,6 @@ def solve_condensed(link: CouplingLink, geometry: CouplingGeometry, lattice: Hex
         difference = float(np.max(np.abs(diff), initial=0.0))
     force = atoms.max_free_force() if atoms is not None else 0.0
     residual = continuum.max_free_residual() if continuum is not None else 0.0
-    del change  # the hole-edge data were never set from the atoms before: no meaningful change
     result = CouplingResult(converged=False)
     result.seconds = seconds
     result.setup_seconds = link.world.allreduce(setup, op=MPI.MAX)
@@ -266,19 +265,13 @@ def solve_condensed(link: CouplingLink, geometry: CouplingGeometry, lattice: Hex
     return result
 
 
-def _final_continuum(link: CouplingLink, band: tuple[float, float], continuum: ContinuumRegion | None,
-                     atoms: AtomisticRegion | None) -> float:
-    """The atoms' fits to the hole edge, then one FE solve; returns the largest change of the edge
-    data (Å) (zero if the superposed field already had them)."""
-    change = 0.0
+def _refit_and_solve(link: CouplingLink, band: tuple[float, float], continuum: ContinuumRegion | None,
+                     atoms: AtomisticRegion | None) -> None:
+    """The hole-edge data fitted from the atoms' displacements (sent by ID), then one FE solve."""
     if continuum is not None:
         atom_u = transfer_by_id(link, source="md", width=2, wanted=continuum.fit_ids)
-        change = continuum.update_hole_edge(atom_u, 1.0)[0]
+        continuum.update_hole_edge(atom_u, 1.0)
         continuum.solve()
     else:
         assert atoms is not None
-        ids, u = atoms.displacements()
-        norm = np.max(np.abs(atoms.lattice.positions(ids)), axis=1)
-        in_band = (norm >= band[0]) & (norm <= band[1])
-        transfer_by_id(link, source="md", width=2, ids=ids[in_band], values=u[in_band])
-    return float(link.world.allreduce(change, op=MPI.MAX))
+        send_band_displacements(link, atoms, band)

@@ -4,6 +4,8 @@
 
 #include "fix_scalelink_couple.h"
 
+#include "fix_scalelink_args.h"
+
 #include "atom.h"
 #include "comm.h"
 #include "domain.h"
@@ -22,15 +24,10 @@
 
 using namespace LAMMPS_NS;
 using namespace FixConst;
+using ScaleLink::strip_prefix;
 
 namespace {
 constexpr int TAG_KINEMATICS = 7311, TAG_FORCES = 7312, TAG_REPLY = 7313;
-
-// "i_route" -> "route"; a name without the prefix is taken as it is
-std::string strip_prefix(const std::string &name, const std::string &prefix)
-{
-  return name.rfind(prefix, 0) == 0 ? name.substr(prefix.size()) : name;
-}
 }    // namespace
 
 /* ---------------------------------------------------------------------- */

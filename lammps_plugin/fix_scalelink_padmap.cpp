@@ -4,6 +4,8 @@
 
 #include "fix_scalelink_padmap.h"
 
+#include "fix_scalelink_args.h"
+
 #include "atom.h"
 #include "comm.h"
 #include "domain.h"
@@ -17,14 +19,7 @@
 
 using namespace LAMMPS_NS;
 using namespace FixConst;
-
-namespace {
-// "d2_map" -> "map"; a name without the prefix is taken as it is
-std::string strip_prefix(const std::string &name, const std::string &prefix)
-{
-  return name.rfind(prefix, 0) == 0 ? name.substr(prefix.size()) : name;
-}
-}    // namespace
+using ScaleLink::strip_prefix;
 
 /* ---------------------------------------------------------------------- */
 
