@@ -34,6 +34,7 @@ import numpy as np
 
 from scalelink.bridge.exchange import idle_barrier, split_world
 from scalelink.fenicsx.atomistic2d import AtomisticRegion, HexLattice, LennardJones2D
+from scalelink.fenicsx.coarse import CoarseGrid, coarse_spacing
 from scalelink.fenicsx.coupling import (
     ContinuumRegion,
     CouplingGeometry,
@@ -55,11 +56,12 @@ def vacancy_cluster(lattice: HexLattice, size: int) -> np.ndarray:
 
 def relaxed_displacements(comm: MPI.Comm, potential: LennardJones2D, lattice: HexLattice, strain: np.ndarray,
                           free_half_width: float, pad_width: float, removed: np.ndarray, method: str = "cg",
-                          ) -> tuple[AtomisticRegion, float]:
+                          coarse: CoarseGrid | None = None) -> tuple[AtomisticRegion, float, int]:
     """A purely atomistic model: free atoms inside, pad held at the far-field displacement.
 
-    Returns the region and the wall time of its relaxation (``method`` of
-    :meth:`AtomisticRegion.relax`), set-up excluded.
+    Returns the region, the wall time of its relaxation (``method`` of
+    :meth:`AtomisticRegion.relax`, preconditioned by ``coarse`` for ``"anderson"``), set-up
+    (including the coarse grid's rows) excluded, and the number of relaxation steps.
 
     Every atom starts on the far-field (affine) field: starting from the undeformed lattice would
     put a jump of ε·L at the pad, large enough in a big cell to nucleate defects at the edge.
@@ -68,10 +70,11 @@ def relaxed_displacements(comm: MPI.Comm, potential: LennardJones2D, lattice: He
                              pad_width=pad_width, removed=removed)
     ids, _ = region.displacements()
     region.set_displacements(ids, affine_displacement(strain, lattice.positions(ids)))
+    region.precondition(coarse)
     idle_barrier(comm)
     start = time.perf_counter()
-    region.relax(method=method)
-    return region, time.perf_counter() - start
+    steps = region.relax(method=method)
+    return region, time.perf_counter() - start, steps
 
 
 def near_defect_error(comm: MPI.Comm, test: AtomisticRegion, reference: AtomisticRegion,
@@ -111,6 +114,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                              "schwarz: alternating Schwarz iterations")
     parser.add_argument("--minimizer", choices=("anderson", "fire"), default="anderson",
                         help="relaxation of the condensed method (forces only)")
+    parser.add_argument("--coarse", type=float, default=None,
+                        help="spacing of the coarse grid that preconditions the anderson relaxation, in lattice "
+                             "spacings (default: chosen from the region's size; 0: no coarse grid)")
     parser.add_argument("--json", default=None, help="write the numbers to this file (world rank 0)")
     args = parser.parse_args(argv)
     strain = np.asarray(args.strain)
@@ -147,8 +153,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     if atoms is not None:
         ids, _ = atoms.displacements()
         atoms.set_displacements(ids, affine_displacement(strain, lattice.positions(ids)))
+    # the coarse grid (spacing H) of the preconditioner: Cauchy–Born elasticity over the whole square
+    spacing = coarse_spacing(a, geometry.free_half_width) if args.coarse is None else args.coarse * a
+    precondition = args.minimizer == "anderson" and spacing > 0.0
     if args.method == "condensed":
-        result = solve_condensed(link, geometry, lattice, continuum=continuum, atoms=atoms, minimizer=args.minimizer)
+        result = solve_condensed(link, geometry, lattice, continuum=continuum, atoms=atoms, minimizer=args.minimizer,
+                                 coarse_spacing=spacing if precondition else None, precondition=precondition)
     else:
         result = solve_coupled(link, geometry, lattice, continuum=continuum, atoms=atoms, tol=1e-7)
     if world.rank == 0:
@@ -159,8 +169,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 print(f"  {k:3d}               {change:.3e}")
         else:
             print(f"continuum condensed onto the pad: {result.fe_solves} FE solves, {result.setup_seconds:.2f} s; "
-                  f"one relaxation ({args.minimizer}): {result.evaluations} force evaluations; "
-                  "the FE field by superposition")
+                  f"one relaxation ({args.minimizer}"
+                  + (f", coarse grid H = {spacing / a:g}a" if precondition else "")
+                  + f"): {result.evaluations} force evaluations; the FE field by superposition")
         print(f"pad atoms vs final FE field: {result.pad_mismatch:.1e} Å"
               + (f"; superposed FE field vs a fresh FE solve: {result.solve_check:.1e} Å"
                  if args.method == "condensed" else ""))
@@ -172,13 +183,16 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     if link.is_md:
         assert atoms is not None
         radius = 3.0 * a
-        full, t_full = relaxed_displacements(link.comm, potential, lattice, strain, geometry.half_width,
-                                             geometry.pad_width, removed)
-        alone, t_alone = relaxed_displacements(link.comm, potential, lattice, strain,
-                                               geometry.free_half_width, geometry.pad_width, removed)
-        # the same region relaxed by the same method as the coupled one
-        same, t_same = relaxed_displacements(link.comm, potential, lattice, strain, geometry.free_half_width,
-                                             geometry.pad_width, removed, method=args.minimizer)
+        full, t_full, _ = relaxed_displacements(link.comm, potential, lattice, strain, geometry.half_width,
+                                                geometry.pad_width, removed)
+        alone, t_alone, steps_alone = relaxed_displacements(link.comm, potential, lattice, strain,
+                                                            geometry.free_half_width, geometry.pad_width, removed)
+        # the same region relaxed by the same method as the coupled one (with its own coarse grid,
+        # held where its pad is)
+        grid = CoarseGrid.for_region(geometry.free_half_width, stiffness, spacing) if precondition else None
+        same, t_same, steps_same = relaxed_displacements(link.comm, potential, lattice, strain,
+                                                         geometry.free_half_width, geometry.pad_width, removed,
+                                                         method=args.minimizer, coarse=grid)
         same.close()
         coupled_err = near_defect_error(link.comm, atoms, full, lattice, radius)
         alone_err = near_defect_error(link.comm, alone, full, lattice, radius)
@@ -193,6 +207,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "coupled_max": coupled_err[0], "coupled_rms": coupled_err[1],
             "alone_max": alone_err[0], "alone_rms": alone_err[1],
             "time_full": t_full, "time_alone": t_alone, "time_alone_same_method": t_same,
+            "steps_alone": steps_alone, "steps_alone_same_method": steps_same,
             "force_full": full.max_free_force(), "force_alone": alone.max_free_force(),
         }
         for region in (full, alone, atoms):
@@ -204,6 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                    time_coupled=result.seconds, time_setup=world.allreduce(setup, op=MPI.MAX),
                    time_condense=result.setup_seconds, evaluations=result.evaluations,
                    fe_solves=result.fe_solves, pad_mismatch=result.pad_mismatch, method=args.method,
+                   coarse_spacing=spacing / a if precondition else 0.0,
                    solve_check=result.solve_check,
                    fe_ranks=link.num_fe, md_ranks=link.num_md)
     if world.rank == 0:
@@ -216,8 +232,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
               f"RMS {numbers['alone_rms']:.2e} Å")
         print(f"Wall time ({link.num_fe} FE + {link.num_md} MD ranks), set-up excluded: coupled "
               f"{numbers['time_coupled'] * 1e3:.1f} ms ({args.method}); atomistic region alone "
-              f"{numbers['time_alone'] * 1e3:.1f} ms (LAMMPS cg), {numbers['time_alone_same_method'] * 1e3:.1f} ms "
-              f"({args.minimizer}); fully atomistic {numbers['time_full'] * 1e3:.1f} ms (cg)")
+              f"{numbers['time_alone'] * 1e3:.1f} ms (LAMMPS cg, {numbers['steps_alone']} iterations), "
+              f"{numbers['time_alone_same_method'] * 1e3:.1f} ms ({args.minimizer}"
+              + (", its own coarse grid" if precondition else "")
+              + f", {numbers['steps_alone_same_method']} steps); fully atomistic {numbers['time_full'] * 1e3:.1f} ms (cg)")
         if args.json:
             with open(args.json, "w", encoding="utf-8") as stream:
                 json.dump(numbers, stream, indent=1)

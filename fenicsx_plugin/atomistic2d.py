@@ -225,6 +225,9 @@ class AtomisticRegion:
             )
         self.comm, self.lattice, self.force_tol = comm, lattice, force_tol
         self._map_shape: tuple[int, int] | None = None
+        self._coarse: Any = None  # CoarseRows of precondition()
+        self._coarse_defined = False
+        self.restarts = 0  # Anderson history restarts in the last relax(method="anderson")
         half = free_half_width + pad_width
         box = half + 2.0 * lattice.spacing
         self.lmp = _new_lammps(comm)
@@ -293,7 +296,8 @@ class AtomisticRegion:
             max_iterations: iterations (steps) at most.
             method: ``"cg"`` (LAMMPS conjugate gradients, quadratic line search; needs forces that
                 are the gradient of the energy), ``"anderson"`` (``fix scalelink/relax`` during a
-                run: Anderson-accelerated steps, forces only) or ``"fire"`` (LAMMPS FIRE, forces only).
+                run: Anderson-accelerated steps, forces only; preconditioned by the coarse grid of
+                :meth:`precondition` if one was given) or ``"fire"`` (LAMMPS FIRE, forces only).
             step: Anderson's plain step, Å²/eV (stable below 2 over the largest force constant).
             memory: Anderson's number of past steps.
         """
@@ -301,12 +305,17 @@ class AtomisticRegion:
         if method == "cg":
             self.lmp.command(f"minimize 0.0 {self.force_tol:.17g} {max_iterations} {10 * max_iterations}")
         elif method == "anderson":
+            coarse = "" if self._coarse is None else f" coarse {self._coarse.dofs} i2_slcnode d2_slcweight"
             self.lmp.commands_string(
                 "group free type 1\n"
-                f"fix relax free scalelink/relax ftol {self.force_tol:.17g} step {step:.17g} memory {memory}\n"
-                f"run {max_iterations} pre yes post no\n"
+                f"fix relax free scalelink/relax ftol {self.force_tol:.17g} step {step:.17g} memory {memory}"
+                f"{coarse}\n"
             )
+            if self._coarse is not None:
+                self._hand_coarse_rows()
+            self.lmp.command(f"run {max_iterations} pre yes post no")
             converged = self.lmp.extract_fix("relax", 0, 1, 3) == 1.0
+            self.restarts = int(self.lmp.extract_fix("relax", 0, 1, 2))
             self.lmp.command("unfix relax")
             if not converged:
                 raise RelaxationError(
@@ -321,6 +330,59 @@ class AtomisticRegion:
         else:
             raise ConfigError(f"relax: method={method!r}; expected 'cg', 'anderson' or 'fire'")
         return int(self.lmp.extract_global("ntimestep")) - start
+
+    def precondition(self, grid: Any | None) -> None:
+        """Precondition ``relax(method="anderson")`` by a coarse grid (a
+        :class:`~scalelink.fenicsx.coarse.CoarseGrid` covering the free atoms), or stop doing so
+        (``None``). Collective on ``comm``: each rank computes its block of rows of the coarse
+        matrix and gives its free atoms their coarse nodes and weights (custom per-atom
+        properties, carried along when atoms change rank)."""
+        from .coarse import coarse_rows
+
+        if grid is None:
+            self._coarse = None
+            return
+        ids, types, _, _ = self._local()
+        free = ids[types == 1]
+        rows = coarse_rows(self.comm, grid, self.lattice.positions(free))
+        if not self._coarse_defined:
+            self.lmp.command("fix coarsedata all property/atom i2_slcnode 4 d2_slcweight 4 ghost no")
+            self._coarse_defined = True
+        n = len(ids)
+        node = self.lmp.numpy.extract_atom("i2_slcnode")[:n]
+        weight = self.lmp.numpy.extract_atom("d2_slcweight")[:n]
+        node[:] = -1
+        weight[:] = 0.0
+        node[types == 1] = rows.node
+        weight[types == 1] = rows.weight
+        self._coarse = rows
+
+    def _hand_coarse_rows(self) -> None:
+        """Give fix ``relax`` this rank's rows of the coarse matrix (the plugin's C entry point)."""
+        import ctypes
+        import os
+
+        from scalelink.bridge.lammps_env import plugin_library
+
+        rows = self._coarse
+        try:
+            lib = ctypes.CDLL(plugin_library(), mode=os.RTLD_NOLOAD | os.RTLD_NOW)
+            call = lib.scalelink_relax_set_coarse
+        except (OSError, AttributeError) as err:
+            problem = f"the ScaleLink LAMMPS plugin library is not loaded or too old ({err})"
+        else:
+            call.restype = ctypes.c_int
+            call.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_long, ctypes.c_long, ctypes.c_long,
+                             ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+            message = ctypes.create_string_buffer(512)
+            matrix = np.ascontiguousarray(rows.rows, dtype=np.float64)
+            status = call(self.lmp.lmp, b"relax", rows.first, matrix.shape[0], rows.dofs,
+                          matrix.ctypes.data if matrix.size else None, message, len(message))
+            problem = message.value.decode() if status else ""
+        problems = [p for p in self.comm.allgather(problem) if p]
+        if problems:
+            self.lmp.command("unfix relax")
+            raise ConfigError(f"relax: the coarse preconditioner could not be set: {problems[0]}")
 
     def follow_map(self, nodes: int, fit: tuple[np.ndarray, np.ndarray], pad: tuple[np.ndarray, np.ndarray]) -> None:
         """Make the held atoms follow an affine map of the free atoms in :meth:`relax_with_map`.

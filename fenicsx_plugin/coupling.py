@@ -143,6 +143,7 @@ class ContinuumRegion:
         from petsc4py import PETSc
 
         g = geometry
+        self.stiffness = np.asarray(stiffness, dtype=float)
         grid = g.grid_nodes()
         n = len(grid) - 1
         # a unit-spaced grid mapped node by node onto the (possibly graded) one

@@ -4,7 +4,10 @@
 
 #include "fix_scalelink_relax.h"
 
+#include "fix_scalelink_args.h"
+
 #include "atom.h"
+#include "comm.h"
 #include "domain.h"
 #include "error.h"
 #include "group.h"
@@ -21,16 +24,19 @@
 
 using namespace LAMMPS_NS;
 using namespace FixConst;
+using ScaleLink::strip_prefix;
 
 /* ---------------------------------------------------------------------- */
 
 FixScaleLinkRelax::FixScaleLinkRelax(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), ftol(-1.0), beta(-1.0), dmax(0.1), depth(40), dim(domain->dimension), width(0),
     store(nullptr), allocated(0), next_slot(0), have_previous(false), converged(false), stopped_run(false), fnorm(0.0),
-    best_fnorm(0.0), evaluations(0.0), restarts(0.0)
+    best_fnorm(0.0), evaluations(0.0), restarts(0.0), coarse_dofs(0), node_index(-1), weight_index(-1), slots(0),
+    coarse_first(0), coarse_count(-1)
 {
-  const std::string usage =
-      fmt::format("expected: fix {} {} scalelink/relax ftol F step B [memory M] [dmax D]", id, arg[1]);
+  const std::string usage = fmt::format(
+      "expected: fix {} {} scalelink/relax ftol F step B [memory M] [dmax D] [coarse N i2_NODE d2_WEIGHT]", id,
+      arg[1]);
   for (int iarg = 3; iarg < narg; iarg += 2) {
     const std::string key = arg[iarg];
     if (iarg + 1 >= narg) error->all(FLERR, "fix {} scalelink/relax: keyword {} needs a value; {}", id, key, usage);
@@ -42,6 +48,18 @@ FixScaleLinkRelax::FixScaleLinkRelax(LAMMPS *lmp, int narg, char **arg) :
       depth = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
     } else if (key == "dmax") {
       dmax = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+    } else if (key == "coarse") {
+      if (iarg + 3 >= narg)
+        error->all(FLERR, "fix {} scalelink/relax: coarse needs N, i2_NODE and d2_WEIGHT; {}", id, usage);
+      coarse_dofs = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
+      node_name = strip_prefix(arg[iarg + 2], "i2_");
+      weight_name = strip_prefix(arg[iarg + 3], "d2_");
+      if (coarse_dofs < 1 || coarse_dofs % domain->dimension != 0)
+        error->all(FLERR,
+                   "fix {} scalelink/relax: coarse N must be a positive multiple of the dimension {} (N = "
+                   "dimension x coarse nodes), got {}",
+                   id, domain->dimension, coarse_dofs);
+      iarg += 2;
     } else {
       error->all(FLERR, "fix {} scalelink/relax: unknown keyword {}; {}", id, key, usage);
     }
@@ -63,6 +81,7 @@ FixScaleLinkRelax::FixScaleLinkRelax(LAMMPS *lmp, int narg, char **arg) :
   extvector = 0;
   global_freq = 1;
   time_integrate = 1;
+  create_attribute = 1;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -98,6 +117,136 @@ void FixScaleLinkRelax::init()
       error->all(FLERR, "fix {} scalelink/relax: fix {} ({}) also integrates atoms of group {}; unfix it first",
                  id, other->id, other->style, group->names[igroup]);
   }
+  if (coarse_dofs > 0) lookup_coarse();
+}
+
+/* ----------------------------------------------------------------------
+   The coarse preconditioner's per-atom arrays and matrix rows, checked on all ranks.
+------------------------------------------------------------------------- */
+
+void FixScaleLinkRelax::lookup_coarse()
+{
+  int flag = -1, cols = -1;
+  node_index = atom->find_custom(node_name.c_str(), flag, cols);
+  if (node_index < 0 || flag != 0 || cols < 1)
+    error->all(FLERR,
+               "fix {} scalelink/relax: no per-atom integer array i2_{}; create it with fix property/atom i2_{} K "
+               "and set the coarse nodes of each atom (-1 for an empty slot)",
+               id, node_name, node_name);
+  slots = cols;
+  weight_index = atom->find_custom(weight_name.c_str(), flag, cols);
+  if (weight_index < 0 || flag != 1 || cols != slots)
+    error->all(FLERR,
+               "fix {} scalelink/relax: no per-atom array d2_{} with {} columns (as many as i2_{}); create it with "
+               "fix property/atom d2_{} {}",
+               id, weight_name, slots, node_name, weight_name, slots);
+
+  // the row blocks of all ranks must tile 0..N-1
+  const int nprocs = comm->nprocs;
+  long mine[2] = {coarse_first, coarse_count};
+  std::vector<long> all(2 * static_cast<size_t>(nprocs));
+  MPI_Allgather(mine, 2, MPI_LONG, all.data(), 2, MPI_LONG, world);
+  long next = 0;
+  std::string problem;
+  row_counts.assign(nprocs, 0);
+  row_displs.assign(nprocs, 0);
+  for (int p = 0; p < nprocs && problem.empty(); ++p) {
+    if (all[2 * p + 1] < 0)
+      problem = fmt::format("rank {} has no rows of the coarse matrix; hand them over with "
+                            "scalelink_relax_set_coarse after defining the fix",
+                            p);
+    else if (all[2 * p] != next)
+      problem = fmt::format("rank {} holds rows from {}, expected {} (the blocks must follow each other in rank "
+                            "order)",
+                            p, all[2 * p], next);
+    row_counts[p] = static_cast<int>(all[2 * p + 1]);
+    row_displs[p] = static_cast<int>(next);
+    next += all[2 * p + 1];
+  }
+  if (problem.empty() && next != coarse_dofs)
+    problem = fmt::format("the ranks hold {} rows of the coarse matrix together, expected N = {}", next, coarse_dofs);
+  if (!problem.empty()) error->all(FLERR, "fix {} scalelink/relax: {}", id, problem);
+
+  // coarse nodes of the group's atoms in range
+  const int *mask = atom->mask;
+  int **node = atom->iarray[node_index];
+  const int nodes = coarse_dofs / dim;
+  int bad = -1;
+  for (int i = 0; i < atom->nlocal && bad < 0; ++i)
+    if (mask[i] & groupbit)
+      for (int k = 0; k < slots; ++k)
+        if (node[i][k] >= nodes || node[i][k] < -1) bad = static_cast<int>(atom->tag[i]);
+  int any = -1;
+  MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, world);
+  if (any >= 0)
+    error->all(FLERR, "fix {} scalelink/relax: atom {} has a coarse node outside -1..{} in i2_{} (N = {} gives {} "
+                      "nodes)",
+               id, any, nodes - 1, node_name, coarse_dofs, nodes);
+}
+
+/* ---------------------------------------------------------------------- */
+
+std::string FixScaleLinkRelax::set_coarse(long first, long count, long columns, const double *values)
+{
+  if (coarse_dofs == 0) return fmt::format("fix {} was defined without the coarse keyword", id);
+  if (columns != coarse_dofs)
+    return fmt::format("the coarse matrix has {} columns; fix {} was defined with N = {}", columns, id, coarse_dofs);
+  if (first < 0 || count < 0 || first + count > coarse_dofs)
+    return fmt::format("rows {}..{} lie outside 0..{}", first, first + count - 1, coarse_dofs - 1);
+  if (count > 0 && values == nullptr) return "no values given";
+  coarse_first = first;
+  coarse_count = count;
+  coarse_rows.assign(values, values + static_cast<size_t>(count) * columns);
+  return "";
+}
+
+/* ----------------------------------------------------------------------
+   precond = P f for the owned atoms of the group: B f, plus Phi S Phi^T f with coarse.
+------------------------------------------------------------------------- */
+
+void FixScaleLinkRelax::precondition()
+{
+  double **f = atom->f;
+  const int *mask = atom->mask;
+  const int nlocal = atom->nlocal;
+  precond.assign(static_cast<size_t>(nlocal) * dim, 0.0);
+  for (int i = 0; i < nlocal; ++i)
+    if (mask[i] & groupbit)
+      for (int c = 0; c < dim; ++c) precond[i * dim + c] = beta * f[i][c];
+  if (coarse_dofs == 0) return;
+
+  int **node = atom->iarray[node_index];
+  double **weight = atom->darray[weight_index];
+  std::vector<double> local(coarse_dofs, 0.0), coarse_f(coarse_dofs, 0.0), coarse_u(coarse_dofs, 0.0);
+  for (int i = 0; i < nlocal; ++i) {
+    if (!(mask[i] & groupbit)) continue;
+    for (int k = 0; k < slots; ++k) {
+      const int q = node[i][k];
+      if (q < 0) continue;
+      for (int c = 0; c < dim; ++c) local[q * dim + c] += weight[i][k] * f[i][c];
+    }
+  }
+  MPI_Allreduce(local.data(), coarse_f.data(), coarse_dofs, MPI_DOUBLE, MPI_SUM, world);
+  std::vector<double> mine(std::max<long>(coarse_count, 1), 0.0);
+  for (long r = 0; r < coarse_count; ++r) {
+    const double *row = coarse_rows.data() + r * coarse_dofs;
+    double sum[4] = {0.0, 0.0, 0.0, 0.0};
+    int j = 0;
+    for (; j + 4 <= coarse_dofs; j += 4)
+      for (int l = 0; l < 4; ++l) sum[l] += row[j + l] * coarse_f[j + l];
+    for (; j < coarse_dofs; ++j) sum[0] += row[j] * coarse_f[j];
+    mine[r] = (sum[0] + sum[1]) + (sum[2] + sum[3]);
+  }
+  MPI_Allgatherv(mine.data(), static_cast<int>(coarse_count), MPI_DOUBLE, coarse_u.data(), row_counts.data(),
+                 row_displs.data(), MPI_DOUBLE, world);
+  for (int i = 0; i < nlocal; ++i) {
+    if (!(mask[i] & groupbit)) continue;
+    for (int k = 0; k < slots; ++k) {
+      const int q = node[i][k];
+      if (q < 0) continue;
+      for (int c = 0; c < dim; ++c) precond[i * dim + c] += weight[i][k] * coarse_u[q * dim + c];
+    }
+  }
 }
 
 /* ---------------------------------------------------------------------- */
@@ -105,6 +254,7 @@ void FixScaleLinkRelax::init()
 void FixScaleLinkRelax::setup(int /*vflag*/)
 {
   // a new run starts a new relaxation
+  for (int i = 0; i < atom->nlocal; ++i) std::fill(store[i], store[i] + width, 0.0);
   clear_history();
   have_previous = false;
   converged = stopped_run = false;
@@ -152,40 +302,42 @@ void FixScaleLinkRelax::clear_history()
 }
 
 /* ----------------------------------------------------------------------
-   Solve (G + eps I) gamma = b over the stored slots by Cholesky; false if not positive definite.
+   Solve (G + eps I) gamma = b over the stored slots by Gaussian elimination with partial
+   pivoting; false if singular. eps is tiny: the Gram matrix of nearly dependent changes is
+   close to singular but still gives good coefficients, which a larger shift (or a Cholesky
+   factorisation, which fails on the slightest indefiniteness from rounding) would spoil.
 ------------------------------------------------------------------------- */
 
 bool FixScaleLinkRelax::solve(const std::vector<double> &b, std::vector<double> &gamma) const
 {
   const int k = static_cast<int>(order.size());
-  std::vector<double> a(static_cast<size_t>(k) * k);
+  const int w = k + 1;
+  std::vector<double> a(static_cast<size_t>(k) * w);
   double trace = 0.0;
   for (int i = 0; i < k; ++i) trace += gram[order[i] * depth + order[i]];
-  const double eps = 1e-13 * trace / std::max(k, 1);
-  for (int i = 0; i < k; ++i)
-    for (int j = 0; j < k; ++j) a[i * k + j] = gram[order[i] * depth + order[j]] + (i == j ? eps : 0.0);
+  const double eps = 1e-18 * trace / std::max(k, 1);
+  for (int i = 0; i < k; ++i) {
+    for (int j = 0; j < k; ++j) a[i * w + j] = gram[order[i] * depth + order[j]] + (i == j ? eps : 0.0);
+    a[i * w + k] = b[i];
+  }
   for (int j = 0; j < k; ++j) {
-    double d = a[j * k + j];
-    for (int l = 0; l < j; ++l) d -= a[j * k + l] * a[j * k + l];
-    if (!(d > 0.0)) return false;
-    d = std::sqrt(d);
-    a[j * k + j] = d;
+    int pivot = j;
+    for (int i = j + 1; i < k; ++i)
+      if (std::fabs(a[i * w + j]) > std::fabs(a[pivot * w + j])) pivot = i;
+    if (!(std::fabs(a[pivot * w + j]) > 0.0)) return false;
+    if (pivot != j)
+      for (int l = j; l < w; ++l) std::swap(a[j * w + l], a[pivot * w + l]);
     for (int i = j + 1; i < k; ++i) {
-      double s = a[i * k + j];
-      for (int l = 0; l < j; ++l) s -= a[i * k + l] * a[j * k + l];
-      a[i * k + j] = s / d;
+      const double factor = a[i * w + j] / a[j * w + j];
+      for (int l = j; l < w; ++l) a[i * w + l] -= factor * a[j * w + l];
     }
   }
   gamma.assign(k, 0.0);
-  for (int i = 0; i < k; ++i) {
-    double s = b[i];
-    for (int l = 0; l < i; ++l) s -= a[i * k + l] * gamma[l];
-    gamma[i] = s / a[i * k + i];
-  }
   for (int i = k - 1; i >= 0; --i) {
-    double s = gamma[i];
-    for (int l = i + 1; l < k; ++l) s -= a[l * k + i] * gamma[l];
-    gamma[i] = s / a[i * k + i];
+    double s = a[i * w + k];
+    for (int l = i + 1; l < k; ++l) s -= a[i * w + l] * gamma[l];
+    gamma[i] = s / a[i * w + i];
+    if (!std::isfinite(gamma[i])) return false;
   }
   return true;
 }
@@ -195,7 +347,9 @@ bool FixScaleLinkRelax::solve(const std::vector<double> &b, std::vector<double> 
 void FixScaleLinkRelax::initial_integrate(int /*vflag*/)
 {
   if (stopped_run) return;
-  double **x = atom->x, **f = atom->f;
+  precondition();
+  double **x = atom->x;
+  const double *r = precond.data();
   const int *mask = atom->mask;
   const int nlocal = atom->nlocal;
   const int periodic[3] = {domain->xperiodic, domain->yperiodic, domain->zperiodic};
@@ -218,9 +372,9 @@ void FixScaleLinkRelax::initial_integrate(int /*vflag*/)
       for (int c = 0; c < dim; ++c) {
         double dx = x[i][c] - s[c];
         if (periodic[c]) dx -= period[c] * std::nearbyint(dx / period[c]);
-        const double dr = f[i][c] - s[dim + c];
+        const double dr = r[i * dim + c] - s[dim + c];
         s[offset_r + c * depth + slot] = dr;
-        s[offset_y + c * depth + slot] = dx + beta * dr;
+        s[offset_y + c * depth + slot] = dx + dr;
       }
     }
   }
@@ -233,7 +387,7 @@ void FixScaleLinkRelax::initial_integrate(int /*vflag*/)
     const double *s = store[i];
     for (int c = 0; c < dim; ++c) {
       const double *row = s + offset_r + c * depth;
-      const double fresh = slot >= 0 ? row[slot] : 0.0, force = f[i][c];
+      const double fresh = slot >= 0 ? row[slot] : 0.0, force = r[i * dim + c];
       for (int p = 0; p < depth; ++p) {
         with_new[p] += row[p] * fresh;
         with_r[p] += row[p] * force;
@@ -270,7 +424,7 @@ void FixScaleLinkRelax::initial_integrate(int /*vflag*/)
       for (; p + 4 <= depth; p += 4)
         for (int l = 0; l < 4; ++l) sum[l] += coefficient[p + l] * row[p + l];
       for (; p < depth; ++p) sum[0] += coefficient[p] * row[p];
-      const double step = beta * f[i][c] - ((sum[0] + sum[1]) + (sum[2] + sum[3]));
+      const double step = r[i * dim + c] - ((sum[0] + sum[1]) + (sum[2] + sum[3]));
       s[c] = step;    // parked in x_prev until the scale is known
       length += step * step;
     }
@@ -285,7 +439,7 @@ void FixScaleLinkRelax::initial_integrate(int /*vflag*/)
     for (int c = 0; c < dim; ++c) {
       const double step = scale * s[c];
       s[c] = x[i][c];
-      s[dim + c] = f[i][c];
+      s[dim + c] = r[i * dim + c];
       x[i][c] += step;
     }
   }
@@ -324,11 +478,19 @@ double FixScaleLinkRelax::memory_usage()
 
 void FixScaleLinkRelax::grow_arrays(int nmax)
 {
-  const int old = store ? allocated : 0;
+  // not zeroed here: LAMMPS sizes per-atom arrays for at least 16384 atoms, and filling them
+  // would cost more than a short relaxation. Every slot is read (unused ones with weight 0), so
+  // the rows of owned atoms are zeroed when a run starts (setup), rows of atoms that arrive are
+  // copied whole, and rows of atoms created later are zeroed by set_arrays.
   memory->grow(store, nmax, width, "scalelink/relax:store");
-  // every slot is read (unused ones with weight 0), so none may hold garbage
-  for (int i = old; i < nmax; ++i) std::fill(store[i], store[i] + width, 0.0);
   allocated = nmax;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void FixScaleLinkRelax::set_arrays(int i)
+{
+  std::fill(store[i], store[i] + width, 0.0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -352,4 +514,30 @@ int FixScaleLinkRelax::unpack_exchange(int nlocal, double *buf)
 {
   std::memcpy(store[nlocal], buf, sizeof(double) * width);
   return width;
+}
+
+/* ----------------------------------------------------------------------
+   C entry point: hand this rank's rows of the coarse matrix to fix `fix_id` of LAMMPS instance
+   `handle` (the pointer lammps_open gives). Returns 0, or 1 with the reason in `message`.
+------------------------------------------------------------------------- */
+
+extern "C" __attribute__((visibility("default"))) int scalelink_relax_set_coarse(void *handle, const char *fix_id,
+                                                                                  long first, long count,
+                                                                                  long columns, const double *values,
+                                                                                  char *message, int length)
+{
+  std::string problem;
+  auto *lmp = static_cast<LAMMPS *>(handle);
+  Fix *fix = (lmp && fix_id) ? lmp->modify->get_fix_by_id(fix_id) : nullptr;
+  if (!fix)
+    problem = fmt::format("no fix with ID {}", fix_id ? fix_id : "(null)");
+  else if (std::string(fix->style) != "scalelink/relax")
+    problem = fmt::format("fix {} is {}, not scalelink/relax", fix_id, fix->style);
+  else
+    problem = static_cast<FixScaleLinkRelax *>(fix)->set_coarse(first, count, columns, values);
+  if (message && length > 0) {
+    std::strncpy(message, problem.c_str(), static_cast<size_t>(length) - 1);
+    message[length - 1] = '\0';
+  }
+  return problem.empty() ? 0 : 1;
 }

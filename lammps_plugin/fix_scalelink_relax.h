@@ -1,7 +1,7 @@
 /* -*- c++ -*- ----------------------------------------------------------
    ScaleLink: fix scalelink/relax, relaxation to zero force by Anderson-accelerated steps.
 
-     fix ID group scalelink/relax ftol F step B [memory M] [dmax D]
+     fix ID group scalelink/relax ftol F step B [memory M] [dmax D] [coarse N i2_NODE d2_WEIGHT]
 
    Moves the atoms of the group, one force evaluation per step of a `run`, until the 2-norm of
    their forces (over all ranks) is at most F; the run then ends early. It needs forces only,
@@ -9,12 +9,26 @@
    are not conservative, such as atoms whose boundary follows a condensed continuum (fix
    scalelink/padmap), where conjugate gradients fail.
 
-   Each step, with r = f the forces now and x the positions (Anderson mixing, depth M):
+   Each step, with f the forces now, x the positions and r = P f the preconditioned forces
+   (Anderson mixing, depth M):
      dR_i, dX_i   the last M changes of r and x between steps
-     gamma        minimises |r - sum_i gamma_i dR_i| (normal equations, over all ranks)
-     x           += B r - sum_i gamma_i (dX_i + B dR_i)
-   For a linear force field this is GMRES with memory M; B (distance^2/energy) is the step of
-   the plain iteration x += B r, stable for B below 2 over the largest force constant.
+     gamma        minimises |r - sum_i gamma_i dR_i| (normal equations over all ranks, solved
+                  with pivoting and a tiny shift)
+     x           += r - sum_i gamma_i (dX_i + dR_i)
+   For a linear force field this is GMRES with memory M on the preconditioned system. Without
+   `coarse`, P = B: the plain iteration x += B f, stable for B (distance^2/energy) below 2 over
+   the largest force constant.
+
+   With `coarse`, P = B + Phi S Phi^T, a two-level preconditioner: Phi interpolates N coarse
+   degrees of freedom (N / dim coarse nodes) to the atoms, from the per-atom integer array
+   i2_NODE (K coarse nodes per atom, -1 for an empty slot) and the per-atom array d2_WEIGHT
+   (their K weights); S (N x N, distance^2/energy) is the inverse of a coarse stiffness, e.g. the
+   Cauchy-Born elasticity of the lattice on a coarse grid. The smooth, soft modes that make
+   plain Anderson steps slow (their number of steps grows with the size of the region) are then
+   solved for directly. Each rank holds a block of rows of S, handed over after the fix is
+   defined (and before the run) by the C function scalelink_relax_set_coarse of the plugin
+   library; the blocks of all ranks must tile 0..N-1. Cost per step: one allreduce and one
+   allgather of N doubles, and (rows of S) x N multiply-adds.
    Steps longer than D (default 0.1 distance units) for some atom are scaled down as a whole;
    the history is cleared if the force norm grows 1000-fold over the best seen or the
    least-squares system is singular. Defaults: M = 40.
@@ -31,6 +45,7 @@
 
 #include "fix.h"
 
+#include <string>
 #include <vector>
 
 namespace LAMMPS_NS {
@@ -51,6 +66,7 @@ class FixScaleLinkRelax : public Fix {
 
   void grow_arrays(int) override;
   void copy_arrays(int, int, int) override;
+  void set_arrays(int) override;
   int pack_exchange(int, double *) override;
   int unpack_exchange(int, double *) override;
 
@@ -68,6 +84,21 @@ class FixScaleLinkRelax : public Fix {
   void check_forces();
   void clear_history();
   bool solve(const std::vector<double> &, std::vector<double> &) const;
+
+  // two-level preconditioner (keyword coarse)
+  int coarse_dofs;                  // N, 0 without coarse
+  std::string node_name, weight_name;
+  int node_index, weight_index, slots;
+  std::vector<double> coarse_rows;  // this rank's rows of S, row-major
+  long coarse_first, coarse_count;  // its first row and number of rows; count < 0 until set
+  std::vector<int> row_counts, row_displs;
+  std::vector<double> precond;      // P f of the owned atoms of the group, nlocal x dim
+  void lookup_coarse();
+  void precondition();
+
+ public:
+  // the rows [first, first + count) of S on this rank (count x N, row-major); "" or the reason
+  std::string set_coarse(long first, long count, long columns, const double *values);
 };
 
 }    // namespace LAMMPS_NS
