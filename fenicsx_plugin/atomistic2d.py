@@ -26,6 +26,7 @@ __all__ = [
     "RelaxationError",
     "cauchy_born_stiffness",
     "relaxed_spacing",
+    "set_coarse_rows",
 ]
 
 _SQRT3 = float(np.sqrt(3.0))
@@ -110,6 +111,29 @@ class HexLattice:
         x = self.positions(ids)
         inside = np.all((x >= lo) & (x < hi), axis=1)
         return ids[inside], x[inside]
+
+
+def set_coarse_rows(lmp: Any, fix_id: str, first: int, columns: int, rows: np.ndarray) -> str:
+    """Hand rows ``first .. first + len(rows) - 1`` ``(m, columns)`` of the coarse matrix to
+    ``fix fix_id scalelink/relax`` of LAMMPS instance ``lmp`` on this rank, through the plugin's
+    C entry point ``scalelink_relax_set_coarse``. Returns ``""``, or why they were refused."""
+    import ctypes
+    import os
+
+    from scalelink.bridge.lammps_env import plugin_library
+
+    try:
+        call = ctypes.CDLL(plugin_library(), mode=os.RTLD_NOLOAD | os.RTLD_NOW).scalelink_relax_set_coarse
+    except (OSError, AttributeError) as err:
+        return f"the ScaleLink LAMMPS plugin library is not loaded or too old ({err})"
+    call.restype = ctypes.c_int
+    call.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
+                     ctypes.c_char_p, ctypes.c_int]
+    matrix = np.ascontiguousarray(rows, dtype=np.float64)
+    message = ctypes.create_string_buffer(512)
+    status = call(lmp.lmp, fix_id.encode(), first, matrix.shape[0], columns,
+                  matrix.ctypes.data if matrix.size else None, message, len(message))
+    return message.value.decode() if status else ""
 
 
 def _new_lammps(comm: MPI.Comm) -> Any:
@@ -358,27 +382,9 @@ class AtomisticRegion:
         self._coarse = rows
 
     def _hand_coarse_rows(self) -> None:
-        """Give fix ``relax`` this rank's rows of the coarse matrix (the plugin's C entry point)."""
-        import ctypes
-        import os
-
-        from scalelink.bridge.lammps_env import plugin_library
-
+        """Give fix ``relax`` this rank's rows of the coarse matrix (collective on ``comm``)."""
         rows = self._coarse
-        try:
-            lib = ctypes.CDLL(plugin_library(), mode=os.RTLD_NOLOAD | os.RTLD_NOW)
-            call = lib.scalelink_relax_set_coarse
-        except (OSError, AttributeError) as err:
-            problem = f"the ScaleLink LAMMPS plugin library is not loaded or too old ({err})"
-        else:
-            call.restype = ctypes.c_int
-            call.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_long, ctypes.c_long, ctypes.c_long,
-                             ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
-            message = ctypes.create_string_buffer(512)
-            matrix = np.ascontiguousarray(rows.rows, dtype=np.float64)
-            status = call(self.lmp.lmp, b"relax", rows.first, matrix.shape[0], rows.dofs,
-                          matrix.ctypes.data if matrix.size else None, message, len(message))
-            problem = message.value.decode() if status else ""
+        problem = set_coarse_rows(self.lmp, "relax", rows.first, rows.dofs, rows.rows)
         problems = [p for p in self.comm.allgather(problem) if p]
         if problems:
             self.lmp.command("unfix relax")

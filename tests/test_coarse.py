@@ -8,7 +8,6 @@ ranks), and the errors of the fix and of its C entry point.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import subprocess
@@ -136,18 +135,10 @@ def _relax_lammps():  # type: ignore[no-untyped-def]
     return lmp
 
 
-def _set_coarse(lmp, fix: bytes, first: int, count: int, columns: int, values: np.ndarray | None) -> str:  # type: ignore[no-untyped-def]
-    from scalelink.bridge.lammps_env import plugin_library
+def _set_coarse(lmp, fix: bytes, first: int, count: int, columns: int, values: np.ndarray) -> str:  # type: ignore[no-untyped-def]
+    from scalelink.fenicsx.atomistic2d import set_coarse_rows
 
-    lib = ctypes.CDLL(plugin_library(), mode=os.RTLD_NOLOAD | os.RTLD_NOW)
-    call = lib.scalelink_relax_set_coarse
-    call.restype = ctypes.c_int
-    call.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
-                     ctypes.c_char_p, ctypes.c_int]
-    message = ctypes.create_string_buffer(256)
-    status = call(lmp.lmp, fix, first, count, columns, None if values is None else values.ctypes.data, message, 256)
-    assert (status == 0) == (message.value == b"")
-    return message.value.decode()
+    return set_coarse_rows(lmp, fix.decode(), first, columns, values[:count])
 
 
 @pytest.mark.lammps
