@@ -108,7 +108,7 @@ def final_structure(workdir: Path):
     return atoms
 
 
-# The raw call as the pair style runs it on CPU (see lammps_plugin/scalelink_model.cpp and
+# The raw call as the pair style runs it on CPU (see lammps_plugin/model/scalelink_model.cpp and
 # pair_scalelink.cpp), in a process of its own because the malloc settings are process-wide.
 _RAW_AS_PLUGIN = """
 import ctypes, sys, time

@@ -6,12 +6,12 @@
    relies on are repeated here; their layout must match lammpsplugin.h exactly.
 ------------------------------------------------------------------------- */
 
-#include "compute_scalelink_deviation.h"
-#include "fix_scalelink_collect.h"
-#include "fix_scalelink_couple.h"
-#include "fix_scalelink_padmap.h"
-#include "fix_scalelink_relax.h"
-#include "pair_scalelink.h"
+#include "pair/compute_scalelink_deviation.h"
+#include "fixes/fix_scalelink_collect.h"
+#include "fixes/fix_scalelink_couple.h"
+#include "fixes/fix_scalelink_padmap.h"
+#include "fixes/fix_scalelink_relax.h"
+#include "pair/pair_scalelink.h"
 
 #include "lammps.h"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from scalelink.bridge import keys
 
-HEADER = Path(__file__).resolve().parents[1] / "lammps_plugin" / "scalelink_keys.h"
+HEADER = Path(__file__).resolve().parents[1] / "lammps_plugin" / "model" / "scalelink_keys.h"
 
 
 def test_cpp_header_matches_python_registry() -> None:

@@ -4,7 +4,7 @@
 
 #include "fix_scalelink_collect.h"
 
-#include "pair_scalelink.h"
+#include "pair/pair_scalelink.h"
 
 #include "atom.h"
 #include "comm.h"

@@ -5,8 +5,8 @@
 
 #include "pair_scalelink.h"
 
-#include "scalelink_model.h"
-#include "scalelink_units.h"
+#include "model/scalelink_model.h"
+#include "model/scalelink_units.h"
 
 #include "atom.h"
 #include "comm.h"

@@ -5,7 +5,7 @@
 
 #include "pair_scalelink.h"
 
-#include "scalelink_model.h"
+#include "model/scalelink_model.h"
 
 #include "atom.h"
 #include "comm.h"

@@ -5,8 +5,8 @@
 
 #include "pair_scalelink.h"
 
-#include "scalelink_keys.h"
-#include "scalelink_model.h"
+#include "model/scalelink_keys.h"
+#include "model/scalelink_model.h"
 
 #include "atom.h"
 #include "comm.h"

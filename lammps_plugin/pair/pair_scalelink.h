@@ -46,8 +46,8 @@
 
 #include "pair.h"
 
-#include "scalelink_model.h"
-#include "scalelink_units.h"
+#include "model/scalelink_model.h"
+#include "model/scalelink_units.h"
 
 #include <cstdint>
 #include <memory>

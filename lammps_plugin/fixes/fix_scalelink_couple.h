@@ -5,7 +5,7 @@
                                     [defer yes|no]
 
    The LAMMPS ranks are one group of an MPI job whose other group runs the continuum (for
-   instance scalelink.fenicsx.coupling_md); F is the Fortran handle (mpi4py: Comm.py2f()) of a
+   instance scalelink.coupling.md); F is the Fortran handle (mpi4py: Comm.py2f()) of a
    communicator holding both groups. Either an intra-communicator, with partners R N saying
    that continuum rank r (0 <= r < N) is its rank R + r, or an inter-communicator whose remote
    group is the continuum. The intra-communicator is the one to use with MPICH: there a
