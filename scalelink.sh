@@ -52,7 +52,7 @@ PY
     fi
 
     local src_hash
-    src_hash="$(find pyproject.toml CMakeLists.txt cmake lammps_plugin bridge training fenicsx_plugin \
+    src_hash="$(find pyproject.toml CMakeLists.txt cmake lammps_plugin src \
         -type f -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)"
     if [ "$(cat "$stamp_dir/src" 2>/dev/null)" != "$src_hash" ] || ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("scalelink.training") is None)' >/dev/null 2>&1; then
         echo "== building and installing ScaleLink (Python packages + LAMMPS plugin)"

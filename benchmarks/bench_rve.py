@@ -15,15 +15,15 @@ import time
 import mpi4py.MPI  # noqa: F401  (loads libmpi before dolfinx)
 import numpy as np
 
-from scalelink.fenicsx.homogenization import (
+from scalelink.fe2.homogenization import (
     hashin_shtrikman_bounds,
     laminate_stiffness,
     reuss_bound,
     uniform_random_rotations,
     voigt_bound,
 )
-from scalelink.fenicsx.micro import LinearElastic, MicroModel
-from scalelink.fenicsx.rve import (
+from scalelink.fe2.micro import LinearElastic, MicroModel
+from scalelink.fe2.rve import (
     PeriodicRVE,
     RVEMicroModel,
     checkerboard,
@@ -33,7 +33,7 @@ from scalelink.fenicsx.rve import (
     laminate,
     unit_cell_mesh,
 )
-from scalelink.fenicsx.tensors import (
+from scalelink.fe2.tensors import (
     cubic_stiffness,
     isotropic_stiffness,
     plane_strain,

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 from scalelink.bridge.inference import ConstitutiveEngine
-from scalelink.training.constitutive import ConstitutiveMLP, export_constitutive
-from scalelink.training.surrogate_trainer import network_tangent
+from scalelink.surrogates.constitutive import ConstitutiveMLP, export_constitutive
+from scalelink.surrogates.surrogate_trainer import network_tangent
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

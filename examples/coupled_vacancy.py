@@ -8,9 +8,9 @@ The problem is a 2D hexagonal Lennard-Jones crystal, ~100 Å across, with a thre
 cluster at the centre and a homogeneous strain imposed on its outer edge. Only a ~45 Å square
 around the defect is atomistic; the rest is a linear-elastic continuum whose stiffness is the
 Cauchy–Born tangent of the same potential. The two are coupled over an overlap (see
-:mod:`scalelink.fenicsx.coupling`): by default the linear continuum is condensed onto the pad
+:mod:`scalelink.coupling.quasistatic`): by default the linear continuum is condensed onto the pad
 atoms and one LAMMPS relaxation finds the coupled equilibrium
-(:mod:`scalelink.fenicsx.coupling_condensed`); ``--method schwarz`` iterates between the two
+(:mod:`scalelink.coupling.condensed`); ``--method schwarz`` iterates between the two
 solvers instead and lands on the same answer.
 
 The script prints how the solve went, then checks the answer against a fully atomistic model of
@@ -32,17 +32,18 @@ import mpi4py.MPI as MPI
 import dolfinx.fem.petsc  # noqa: F401
 import numpy as np
 
-from scalelink.bridge.exchange import idle_barrier, split_world
-from scalelink.fenicsx.atomistic2d import AtomisticRegion, HexLattice, LennardJones2D
-from scalelink.fenicsx.coarse import CoarseGrid, coarse_spacing
-from scalelink.fenicsx.coupling import (
+from scalelink.coupling.exchange import idle_barrier, split_world
+from scalelink.coupling.atomistic2d import AtomisticRegion
+from scalelink.coupling.lattice import HexLattice, LennardJones2D
+from scalelink.coupling.coarse import CoarseGrid, coarse_spacing
+from scalelink.coupling.quasistatic import (
     ContinuumRegion,
     CouplingGeometry,
     affine_displacement,
     lattice_constants,
     solve_coupled,
 )
-from scalelink.fenicsx.coupling_condensed import solve_condensed
+from scalelink.coupling.condensed import solve_condensed
 
 
 def vacancy_cluster(lattice: HexLattice, size: int) -> np.ndarray:

@@ -7,7 +7,7 @@ Run with one line (one process; about half a minute)::
 The atoms are a straight Lennard-Jones chain (the potential of the 2D coupling,
 ``lj/smooth/linear``); the continuum is a line of P1 elements four lattice spacings long, so the
 mesh carries wavenumbers up to ``π/h`` (``k a <= 0.785``). They meet in a bridging-domain overlap
-of eight elements (see :mod:`scalelink.fenicsx.coupling_dynamics`). A Gaussian packet of central
+of eight elements (see :mod:`scalelink.coupling.bridging_chain`). A Gaussian packet of central
 wavenumber k starts in the atoms, runs into the handshake, and we measure where its energy is
 once it is gone: back in the atoms (R, reflected), in the elements (transmitted), or removed by
 the fine-scale damping (absorbed).
@@ -27,9 +27,9 @@ import time
 import mpi4py.MPI as MPI  # noqa: F401  (loads libmpi before LAMMPS)
 import numpy as np
 
-from scalelink.fenicsx.atomistic2d import LennardJones2D
-from scalelink.fenicsx.coupling_dynamics import BridgingChain, WaveConfig
-from scalelink.fenicsx.dispersion import Chain1D, GaussianProcess1D, fit_mass_blend, lammps_dispersion_samples
+from scalelink.coupling.lattice import LennardJones2D
+from scalelink.coupling.bridging_chain import BridgingChain, WaveConfig
+from scalelink.coupling.dispersion import Chain1D, GaussianProcess1D, fit_mass_blend, lammps_dispersion_samples
 
 ELEMENT_SPACINGS = 4
 WAVENUMBERS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.9, 1.2, 1.5, 2.0, 2.5)  # k a

@@ -11,7 +11,7 @@ periodic in y and about 250 lattice spacings long; the continuum is a strip of P
 lattice spacings wide carrying the Cauchy–Born stiffness of the same potential, so the mesh
 carries wavenumbers up to ``k a = π/2``. They overlap over 16 elements, where a bridging-domain
 handshake ties the motion the mesh can carry and damps the rest (see
-:mod:`scalelink.fenicsx.coupling_md`). A longitudinal Gaussian packet of central wavenumber k
+:mod:`scalelink.coupling.md`). A longitudinal Gaussian packet of central wavenumber k
 starts in the atoms and runs into the handshake; once it has gone we measure the energy back in the
 purely atomistic region (R, reflected) and in the elements beyond the handshake (T).
 
@@ -27,7 +27,7 @@ same steps on the same MD ranks, in alternating stretches (``--time-chunks``) so
 same machine; besides wall times the script prints per-step times — LAMMPS alone, the coupling
 fix's own work, the FE step split into the part the MD ranks wait for and the part done while
 LAMMPS computes forces, and the MD ranks' wait. On one FE rank the part the MD ranks wait for is
-compiled (:mod:`scalelink.fenicsx.coupling_md_kernel`), and the MD ranks integrate while it runs
+compiled (:mod:`scalelink.coupling.md_kernel`), and the MD ranks integrate while it runs
 (``defer``); ``--no-compiled`` and ``--no-defer`` switch these off.
 """
 
@@ -45,10 +45,10 @@ import mpi4py.MPI as MPI
 import dolfinx.fem.petsc  # noqa: F401
 import numpy as np
 
-from scalelink.bridge.exchange import split_world
-from scalelink.fenicsx.atomistic2d import LennardJones2D
-from scalelink.fenicsx.coupling import lattice_constants
-from scalelink.fenicsx.coupling_md_runs import (
+from scalelink.coupling.exchange import split_world
+from scalelink.coupling.lattice import LennardJones2D
+from scalelink.coupling.quasistatic import lattice_constants
+from scalelink.coupling.md_runs import (
     dispersion_samples,
     matched_gram_blend,
     run_patch_test,
@@ -56,7 +56,7 @@ from scalelink.fenicsx.coupling_md_runs import (
     surrogate_mass_blend,
     wave_speed,
 )
-from scalelink.fenicsx.wave_strip import StripConfig, WaveStrip
+from scalelink.coupling.wave_strip import StripConfig, WaveStrip
 
 WAVENUMBERS = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 2.0, 2.5)  # k a; the mesh carries k a <= π/2
 

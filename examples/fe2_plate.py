@@ -2,14 +2,14 @@
 
 A plane-strain plate ``[0, 8] × [0, 4]`` (mm) holds a square array of 16 × 8 unit cells, each a
 stiff linear-elastic fibre (radius 0.3 of the cell) in a matrix that stiffens nonlinearly
-(:class:`~scalelink.fenicsx.StiffeningElastic`). The left edge is clamped, the right edge is
+(:class:`~scalelink.fe2.StiffeningElastic`). The left edge is clamped, the right edge is
 pulled and sheared. Three solutions of the same problem are compared:
 
 1. **DNS** — every fibre resolved on a fine mesh (``--resolution`` triangles per cell edge),
-   solved with the same Newton solver through :class:`~scalelink.fenicsx.Phasewise`.
+   solved with the same Newton solver through :class:`~scalelink.fe2.Phasewise`.
 2. **FE² with the full RVE** — a coarse P2 macro mesh whose quadrature points each solve the
    periodic unit cell (the same cell mesh as one DNS cell) with
-   :class:`~scalelink.fenicsx.RVEMicroModel`.
+   :class:`~scalelink.fe2.RVEMicroModel`.
 3. **FE² with a surrogate** — a constitutive network trained on stress and tangent samples of
    that RVE (``scalelink`` sampling, Sobolev training, deployment), evaluated in one batch.
 
@@ -40,8 +40,8 @@ import mpi4py.MPI as MPI  # noqa: I001  (before dolfinx)
 import numpy as np
 from dolfinx import fem, geometry, mesh
 
-from scalelink.bridge.exchange import idle_barrier
-from scalelink.fenicsx import (
+from scalelink.coupling.exchange import idle_barrier
+from scalelink.fe2 import (
     FE2Problem,
     SurrogateMicroModel,
     LinearElastic,
@@ -55,7 +55,7 @@ from scalelink.fenicsx import (
     sample_micro_model,
     unit_cell_mesh,
 )
-from scalelink.training import SurrogateConfig, export_constitutive, train_surrogate
+from scalelink.surrogates import SurrogateConfig, export_constitutive, train_surrogate
 
 LENGTH, HEIGHT = 8.0, 4.0
 FIBRE_RADIUS = 0.3

@@ -3,15 +3,15 @@
 1. **Relaxation data → Prony series.** Synthetic shear-relaxation data of a polymer matrix
    (a stretched exponential over six decades of time, as measured curves look) are fitted by
    non-negative least squares on log-spaced relaxation times
-   (:func:`~scalelink.fenicsx.fit_prony`).
+   (:func:`~scalelink.fe2.fit_prony`).
 2. **Phases.** The matrix is a generalized Maxwell material with that shear series and an
-   elastic bulk modulus (:class:`~scalelink.fenicsx.Viscoelastic`); the fibres are elastic.
+   elastic bulk modulus (:class:`~scalelink.fe2.Viscoelastic`); the fibres are elastic.
 3. **FE² in time.** A plane-strain plate ``[0, 8] × [0, 4]`` (16 × 8 unit cells) is clamped on
    the left and its right edge is pulled in a ramp-and-hold history. Every macro quadrature
    point carries its own periodic RVE with the matrix's internal variables at every RVE
-   quadrature point (:class:`~scalelink.fenicsx.RVEMicroModel`); each time step is solved by
+   quadrature point (:class:`~scalelink.fe2.RVEMicroModel`); each time step is solved by
    Newton and committed.
-4. **DNS.** The same plate with every fibre resolved (:class:`~scalelink.fenicsx.Phasewise`),
+4. **DNS.** The same plate with every fibre resolved (:class:`~scalelink.fe2.Phasewise`),
    the same time steps. The plate-averaged stress history (the grip reaction) of both is
    compared.
 
@@ -34,7 +34,7 @@ import mpi4py.MPI as MPI  # noqa: I001  (before dolfinx)
 import numpy as np
 from dolfinx import fem, mesh
 
-from scalelink.fenicsx import (
+from scalelink.fe2 import (
     FE2Problem,
     LinearElastic,
     Phasewise,

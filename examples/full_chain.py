@@ -3,7 +3,7 @@
 A plane-strain copper plate with a hole is pulled beyond the linear range; its constitutive law
 comes, through a chain of ScaleLink steps, from an interatomic reference that needs nothing
 outside ASE (the effective-medium theory, EMT, of copper). Every step is a ``scalelink``
-command (run in-process here through :func:`scalelink.training.cli.main`, which is what the
+command (run in-process here through :func:`scalelink.cli.main.main`, which is what the
 console script calls) or a short Python call:
 
 1. **Reference data** — fcc Cu cells, every strain component drawn in ±3 % and the atoms
@@ -19,7 +19,7 @@ console script calls) or a short Python call:
            --epochs 100000 --time-limit 200 --quiet
        scalelink deploy OUT/potential -o OUT/cu_gnn.pt --dtype float64
 
-3. **Atomistic RVE** — :class:`~scalelink.fenicsx.AtomisticRVE` runs LAMMPS with
+3. **Atomistic RVE** — :class:`~scalelink.fe2.AtomisticRVE` runs LAMMPS with
    ``pair_style scalelink`` on that file: the cubic 4-atom cell, relaxed to zero stress, is
    strained by the Cauchy–Born rule (plane strain, ``strain_size=3``) with its atoms moved
    affinely (``relax=False``: every atom of a monatomic Bravais lattice is a centre of
@@ -39,9 +39,9 @@ console script calls) or a short Python call:
    symmetry on ``x = 0`` and ``y = 0``, the edge ``x = 10`` pulled. The load is chosen so that
    the largest strain component at any quadrature point fills 90 % of the sampled box (a linear
    pre-solve with the RVE's zero-strain stiffness predicts it; the converged maximum is checked
-   and reported). :class:`~scalelink.fenicsx.FE2Problem` with
-   :class:`~scalelink.fenicsx.SurrogateMicroModel` solves it in load steps;
-   :class:`~scalelink.fenicsx.FE2Writer` writes ``OUT/plate_*.bp`` for ParaView.
+   and reported). :class:`~scalelink.fe2.FE2Problem` with
+   :class:`~scalelink.fe2.SurrogateMicroModel` solves it in load steps;
+   :class:`~scalelink.fe2.FE2Writer` writes ``OUT/plate_*.bp`` for ParaView.
 6. **Validation** — (a) the atomistic RVE itself (and EMT) evaluated at the converged strains
    of the most strained quadrature points and a few random ones, against the surrogate's
    stresses there; (b) the same plate on a coarse mesh solved three ways: FE² with the
@@ -85,10 +85,17 @@ from ase.calculators.emt import EMT
 from dolfinx import fem, mesh
 from scipy.optimize import brentq
 
-from scalelink.bridge.exchange import idle_barrier
-from scalelink.fenicsx import (AtomisticRVE, FE2Problem, FE2Writer, LinearElastic,
-                               SurrogateMicroModel, mandel_from_tensor, tensor_from_mandel)
-from scalelink.fenicsx.tensors import PLANE_STRAIN_INDICES
+from scalelink.coupling.exchange import idle_barrier
+from scalelink.fe2 import (
+    AtomisticRVE,
+    FE2Problem,
+    FE2Writer,
+    LinearElastic,
+    SurrogateMicroModel,
+    mandel_from_tensor,
+    tensor_from_mandel,
+)
+from scalelink.fe2.tensors import PLANE_STRAIN_INDICES
 
 # ASE's file I/O broadcasts from rank 0 over COMM_WORLD once mpi4py is loaded; steps 1-4 run on
 # rank 0 alone, so ASE must read and write serially on every rank.
@@ -110,7 +117,7 @@ TRAIN_YAML = "model: {num_layers: 2, features: 32, num_basis: 8}\nloss: {energy:
 
 def scalelink(*argv: object) -> None:
     """Run one ``scalelink`` command in this process, echoing it."""
-    from scalelink.training.cli import main
+    from scalelink.cli.main import main
 
     words = [str(a) for a in argv]
     print("$ scalelink " + " ".join(words), flush=True)

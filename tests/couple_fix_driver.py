@@ -24,7 +24,7 @@ import traceback
 import mpi4py.MPI as MPI
 import numpy as np
 
-from scalelink.bridge.exchange import split_world
+from scalelink.coupling.exchange import split_world
 
 STEPS, DT = 300, 0.005
 F0, K, V = np.array([0.3, -0.2]), 0.5, np.array([0.5, 0.2])

@@ -17,16 +17,17 @@ import dolfinx.fem.petsc  # noqa: F401  (PETSc start-up is collective on COMM_WO
 import numpy as np
 
 from scalelink.bridge.errors import DataError
-from scalelink.bridge.exchange import split_world, transfer_by_id
-from scalelink.fenicsx.atomistic2d import AtomisticRegion, HexLattice, LennardJones2D
-from scalelink.fenicsx.coupling import (
+from scalelink.coupling.exchange import split_world, transfer_by_id
+from scalelink.coupling.atomistic2d import AtomisticRegion
+from scalelink.coupling.lattice import HexLattice, LennardJones2D
+from scalelink.coupling.quasistatic import (
     ContinuumRegion,
     CouplingGeometry,
     affine_displacement,
     lattice_constants,
     solve_coupled,
 )
-from scalelink.fenicsx.coupling_condensed import solve_condensed
+from scalelink.coupling.condensed import solve_condensed
 
 STRAIN = np.array([0.012, -0.005, 0.007 * np.sqrt(2.0)])
 

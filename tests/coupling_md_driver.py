@@ -20,13 +20,13 @@ import mpi4py.MPI as MPI
 import dolfinx.fem.petsc  # noqa: F401  (PETSc start-up is collective on COMM_WORLD)
 import numpy as np
 
-from scalelink.bridge.exchange import split_world
-from scalelink.fenicsx.atomistic2d import LennardJones2D
-from scalelink.fenicsx.coupling import lattice_constants
-from scalelink.fenicsx.coupling_md import route_atoms, run_coupled
-from scalelink.fenicsx.coupling_md_atoms import AtomisticStrip
-from scalelink.fenicsx.coupling_md_continuum import ContinuumStrip
-from scalelink.fenicsx.coupling_md_runs import (
+from scalelink.coupling.exchange import split_world
+from scalelink.coupling.lattice import LennardJones2D
+from scalelink.coupling.quasistatic import lattice_constants
+from scalelink.coupling.md import route_atoms, run_coupled
+from scalelink.coupling.md_atoms import AtomisticStrip
+from scalelink.coupling.md_continuum import ContinuumStrip
+from scalelink.coupling.md_runs import (
     dispersion_samples,
     matched_gram_blend,
     run_patch_test,
@@ -34,7 +34,7 @@ from scalelink.fenicsx.coupling_md_runs import (
     surrogate_mass_blend,
     wave_speed,
 )
-from scalelink.fenicsx.wave_strip import StripConfig, WaveStrip
+from scalelink.coupling.wave_strip import StripConfig, WaveStrip
 
 CONFIG = StripConfig(rows=4, packet_width=12.0)
 

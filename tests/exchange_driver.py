@@ -14,7 +14,7 @@ import traceback
 import mpi4py.MPI as MPI
 import numpy as np
 
-from scalelink.bridge.exchange import split_world, transfer_by_id
+from scalelink.coupling.exchange import split_world, transfer_by_id
 
 SHARED = np.arange(1000, 1011)  # offered by every source rank
 

@@ -19,9 +19,9 @@ import ufl
 from dolfinx import fem, geometry, mesh
 
 from scalelink.bridge.errors import ScaleLinkError
-from scalelink.fenicsx.macro import FE2Problem
-from scalelink.fenicsx.macro_io import FE2Writer
-from scalelink.fenicsx.materials import J2Plasticity
+from scalelink.fe2.macro import FE2Problem
+from scalelink.fe2.macro_io import FE2Writer
+from scalelink.fe2.materials import J2Plasticity
 
 POINTS = np.array([[4.0, 0.5, 0.0], [2.0, 1.0, 0.0], [1.3, 0.2, 0.0]])
 

@@ -93,7 +93,7 @@ def export_random_potential(
     import torch
 
     from scalelink.training.export import export_potential
-    from scalelink.training.model import GNNPotential
+    from scalelink.potentials.gnn import GNNPotential
 
     torch.manual_seed(seed)
     potential = GNNPotential(

@@ -17,7 +17,7 @@ def main(strain_file: str, out_file: str) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from test_rve import _nonlinear_rve
 
-    from scalelink.fenicsx.rve import RVEMicroModel
+    from scalelink.fe2.rve import RVEMicroModel
 
     comm = MPI.COMM_WORLD
     strains = np.load(strain_file)

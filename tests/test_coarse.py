@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from scalelink.bridge.errors import ConfigError
-from scalelink.fenicsx.coarse import CoarseGrid, coarse_rows, coarse_spacing
+from scalelink.coupling.coarse import CoarseGrid, coarse_rows, coarse_spacing
 
 ROOT = Path(__file__).resolve().parents[1]
 MPIRUN = str(Path(sys.executable).parent / "mpirun")
@@ -136,7 +136,7 @@ def _relax_lammps():  # type: ignore[no-untyped-def]
 
 
 def _set_coarse(lmp, fix: bytes, first: int, count: int, columns: int, values: np.ndarray) -> str:  # type: ignore[no-untyped-def]
-    from scalelink.fenicsx.atomistic2d import set_coarse_rows
+    from scalelink.coupling.atomistic2d import set_coarse_rows
 
     return set_coarse_rows(lmp, fix.decode(), first, columns, values[:count])
 

@@ -17,9 +17,9 @@ from scalelink.bridge import keys
 from scalelink.bridge.ase import ScaleLinkCalculator
 from scalelink.bridge.errors import CommitteeError
 from scalelink.bridge.model_file import read_metadata
-from scalelink.training.cli import main
+from scalelink.cli.main import main
 from scalelink.training.export import export_committee, export_potential
-from scalelink.training.model import GNNPotential
+from scalelink.potentials.gnn import GNNPotential
 from test_lammps_vs_ase import _structure
 
 SPECIES = ["Cu", "Ni"]

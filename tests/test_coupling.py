@@ -34,7 +34,7 @@ def test_split_world_refuses_an_empty_group() -> None:
     import mpi4py.MPI as MPI
 
     from scalelink.bridge.errors import ConfigError
-    from scalelink.bridge.exchange import split_world
+    from scalelink.coupling.exchange import split_world
 
     for num_fe in (0, 1):
         with pytest.raises(ConfigError, match="leaves a group empty"):
@@ -53,7 +53,7 @@ def test_transfer_by_id_on_every_split_of_5_ranks(tmp_path: Path) -> None:
 def test_hexagonal_lattice_ids_and_neighbours() -> None:
     from scipy.spatial import cKDTree
 
-    from scalelink.fenicsx.atomistic2d import HexLattice
+    from scalelink.coupling.lattice import HexLattice
 
     lattice = HexLattice.covering(2.5, 12.0)
     ids, x = lattice.sites(np.array([-12.0, -12.0]), np.array([12.0, 12.0]))
@@ -69,8 +69,8 @@ def test_hexagonal_lattice_ids_and_neighbours() -> None:
 
 def test_geometry_rejects_a_hole_reaching_the_pad() -> None:
     from scalelink.bridge.errors import ConfigError
-    from scalelink.fenicsx.atomistic2d import HexLattice
-    from scalelink.fenicsx.coupling import CouplingGeometry
+    from scalelink.coupling.lattice import HexLattice
+    from scalelink.coupling.quasistatic import CouplingGeometry
 
     lattice = HexLattice.covering(2.5, 40.0)
     good = CouplingGeometry(half_width=40.0, free_half_width=15.0, pad_width=5.6, hole_half_width=9.0, mesh_size=2.5)
@@ -84,7 +84,8 @@ def test_geometry_rejects_a_hole_reaching_the_pad() -> None:
 def test_cauchy_born_stiffness_obeys_pair_potential_relations() -> None:
     import mpi4py.MPI as MPI
 
-    from scalelink.fenicsx.atomistic2d import LennardJones2D, cauchy_born_stiffness, relaxed_spacing
+    from scalelink.coupling.atomistic2d import cauchy_born_stiffness, relaxed_spacing
+    from scalelink.coupling.lattice import LennardJones2D
 
     potential = LennardJones2D()
     a = relaxed_spacing(potential, MPI.COMM_SELF)

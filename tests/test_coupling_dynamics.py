@@ -18,22 +18,22 @@ pytestmark = [pytest.mark.lammps, pytest.mark.fenicsx]
 def chain():  # type: ignore[no-untyped-def]
     import mpi4py.MPI  # noqa: F401  (before lammps)
 
-    from scalelink.fenicsx.atomistic2d import LennardJones2D
-    from scalelink.fenicsx.dispersion import Chain1D
+    from scalelink.coupling.lattice import LennardJones2D
+    from scalelink.coupling.dispersion import Chain1D
 
     return Chain1D.zero_stress(LennardJones2D())
 
 
 @pytest.fixture(scope="module")
 def samples(chain):  # type: ignore[no-untyped-def]
-    from scalelink.fenicsx.dispersion import lammps_dispersion_samples
+    from scalelink.coupling.dispersion import lammps_dispersion_samples
 
     return lammps_dispersion_samples(chain, 24)
 
 
 @pytest.fixture(scope="module")
 def blend(chain, samples) -> float:  # type: ignore[no-untyped-def]
-    from scalelink.fenicsx.dispersion import GaussianProcess1D, fit_mass_blend
+    from scalelink.coupling.dispersion import GaussianProcess1D, fit_mass_blend
 
     k, w = samples
     gp = GaussianProcess1D().fit(k, w)
@@ -42,7 +42,7 @@ def blend(chain, samples) -> float:  # type: ignore[no-untyped-def]
 
 
 def test_numpy_chain_forces_match_lammps(chain) -> None:  # type: ignore[no-untyped-def]
-    from scalelink.fenicsx.dispersion import lammps_chain_forces
+    from scalelink.coupling.dispersion import lammps_chain_forces
 
     n = 12
     d = 0.08 * np.random.default_rng(3).standard_normal(n)
@@ -64,7 +64,7 @@ def test_lammps_force_constants_give_the_harmonic_dispersion(chain, samples) -> 
 
 
 def test_gp_reproduces_held_out_lattice_frequencies(samples) -> None:  # type: ignore[no-untyped-def]
-    from scalelink.fenicsx.dispersion import GaussianProcess1D
+    from scalelink.coupling.dispersion import GaussianProcess1D
 
     k, w = samples
     gp = GaussianProcess1D().fit(k[::2], w[::2])
@@ -80,7 +80,7 @@ def test_gp_reproduces_held_out_lattice_frequencies(samples) -> None:  # type: i
 
 
 def test_mass_blend_matches_the_lattice_on_supported_wavenumbers(chain, blend) -> None:  # type: ignore[no-untyped-def]
-    from scalelink.fenicsx.dispersion import fe_dispersion
+    from scalelink.coupling.dispersion import fe_dispersion
 
     h = 4 * chain.spacing
     speed = np.sqrt(chain.modulus() * chain.spacing / chain.mass)
@@ -98,7 +98,7 @@ def test_fe_matrices_match_dolfinx(chain) -> None:  # type: ignore[no-untyped-de
     from dolfinx import fem, mesh
     from dolfinx.fem.petsc import assemble_matrix
 
-    from scalelink.fenicsx.coupling_dynamics import BridgingChain, WaveConfig
+    from scalelink.coupling.bridging_chain import BridgingChain, WaveConfig
 
     systems = {beta: BridgingChain(chain, WaveConfig(0.3 / chain.spacing, mass_blend=beta)) for beta in (0.0, 1.0)}
     s = systems[1.0]
@@ -130,7 +130,7 @@ def test_fe_matrices_match_dolfinx(chain) -> None:  # type: ignore[no-untyped-de
 
 
 def test_coupled_system_conserves_energy_without_damping(chain) -> None:  # type: ignore[no-untyped-def]
-    from scalelink.fenicsx.coupling_dynamics import BridgingChain, WaveConfig
+    from scalelink.coupling.bridging_chain import BridgingChain, WaveConfig
 
     r = BridgingChain(chain, WaveConfig(0.3 / chain.spacing, fine_damping=0.0, mass_blend=0.5)).run()
     # velocity Verlet + exact velocity projection: bounded O(dt²) energy error, measured 1.6e-6 of the packet energy
@@ -143,7 +143,7 @@ def test_coupled_system_conserves_energy_without_damping(chain) -> None:  # type
 
 
 def test_low_wavenumber_packet_is_transmitted(chain, blend) -> None:  # type: ignore[no-untyped-def]
-    from scalelink.fenicsx.coupling_dynamics import BridgingChain, WaveConfig
+    from scalelink.coupling.bridging_chain import BridgingChain, WaveConfig
 
     r = BridgingChain(chain, WaveConfig(0.3 / chain.spacing, mass_blend=blend)).run()
     assert r.reflected < 1e-3  # measured 3.4e-5
@@ -151,7 +151,7 @@ def test_low_wavenumber_packet_is_transmitted(chain, blend) -> None:  # type: ig
 
 
 def test_surrogate_removes_the_mid_wavenumber_reflection(chain, blend) -> None:  # type: ignore[no-untyped-def]
-    from scalelink.fenicsx.coupling_dynamics import BridgingChain, WaveConfig
+    from scalelink.coupling.bridging_chain import BridgingChain, WaveConfig
 
     k = 0.5 / chain.spacing  # kh = 2.0, inside the mesh's band (π)
     with_gp = BridgingChain(chain, WaveConfig(k, mass_blend=blend)).run()
@@ -161,7 +161,7 @@ def test_surrogate_removes_the_mid_wavenumber_reflection(chain, blend) -> None: 
 
 
 def test_unsupported_packet_is_absorbed_not_reflected(chain, blend) -> None:  # type: ignore[no-untyped-def]
-    from scalelink.fenicsx.coupling_dynamics import BridgingChain, WaveConfig
+    from scalelink.coupling.bridging_chain import BridgingChain, WaveConfig
 
     k = 1.5 / chain.spacing  # kh = 6.0 > π: the mesh cannot carry it
     damped = BridgingChain(chain, WaveConfig(k, mass_blend=blend)).run()

@@ -1,4 +1,4 @@
-"""The compiled FE side of the dynamic coupling (scalelink.fenicsx.coupling_md_kernel).
+"""The compiled FE side of the dynamic coupling (scalelink.coupling.md_kernel).
 
 References: scipy's sparse direct solver for the envelope Cholesky, and the PETSc path of
 :meth:`ContinuumStrip.complete` (LU from Python) for the compiled critical path, fed the same
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-kernel = pytest.importorskip("scalelink.fenicsx.coupling_md_kernel")
+kernel = pytest.importorskip("scalelink.coupling.md_kernel")
 if kernel.kernel_library() is None:
     pytest.skip("scalelink_couple_kernel.so is not built (pip install . builds it)", allow_module_level=True)
 
@@ -62,10 +62,10 @@ def test_envelope_factor_keeps_only_the_envelope() -> None:
 def strip_continuum():  # type: ignore[no-untyped-def]
     from mpi4py import MPI
 
-    from scalelink.fenicsx.atomistic2d import LennardJones2D
-    from scalelink.fenicsx.coupling_md_continuum import ContinuumStrip
-    from scalelink.fenicsx.coupling_md_runs import wave_speed
-    from scalelink.fenicsx.wave_strip import StripConfig, WaveStrip
+    from scalelink.coupling.lattice import LennardJones2D
+    from scalelink.coupling.md_continuum import ContinuumStrip
+    from scalelink.coupling.md_runs import wave_speed
+    from scalelink.coupling.wave_strip import StripConfig, WaveStrip
 
     potential, a = LennardJones2D(), 2.455537  # a close to the zero-stress spacing is enough here
     c11, c12 = 3.26268, 1.08756

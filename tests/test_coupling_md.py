@@ -28,7 +28,8 @@ MPIRUN = str(Path(sys.executable).parent / "mpirun")
 def lattice():  # type: ignore[no-untyped-def]
     import mpi4py.MPI as MPI
 
-    from scalelink.fenicsx.atomistic2d import LennardJones2D, cauchy_born_stiffness, relaxed_spacing
+    from scalelink.coupling.atomistic2d import cauchy_born_stiffness, relaxed_spacing
+    from scalelink.coupling.lattice import LennardJones2D
 
     potential = LennardJones2D()
     a = relaxed_spacing(potential, MPI.COMM_SELF)
@@ -38,8 +39,8 @@ def lattice():  # type: ignore[no-untyped-def]
 def test_plane_wave_dispersion_matches_lammps_and_cauchy_born(lattice) -> None:  # type: ignore[no-untyped-def]
     import mpi4py.MPI as MPI
 
-    from scalelink.fenicsx.coupling_md_runs import wave_speed
-    from scalelink.fenicsx.wave_strip import lammps_plane_wave_samples, lattice_max_frequency, plane_wave_omega
+    from scalelink.coupling.md_runs import wave_speed
+    from scalelink.coupling.wave_strip import lammps_plane_wave_samples, lattice_max_frequency, plane_wave_omega
 
     potential, a, stiffness = lattice
     k, omega = lammps_plane_wave_samples(potential, a, MPI.COMM_SELF)
@@ -54,8 +55,8 @@ def test_plane_wave_dispersion_matches_lammps_and_cauchy_born(lattice) -> None: 
 
 def test_strip_geometry_and_validation(lattice) -> None:  # type: ignore[no-untyped-def]
     from scalelink.bridge.errors import ConfigError
-    from scalelink.fenicsx.coupling_md_runs import wave_speed
-    from scalelink.fenicsx.wave_strip import StripConfig, WaveStrip
+    from scalelink.coupling.md_runs import wave_speed
+    from scalelink.coupling.wave_strip import StripConfig, WaveStrip
 
     potential, a, stiffness = lattice
     speed = wave_speed(stiffness, a, potential.mass)
@@ -77,9 +78,9 @@ def test_strip_geometry_and_validation(lattice) -> None:  # type: ignore[no-unty
 def continuum(lattice):  # type: ignore[no-untyped-def]
     import mpi4py.MPI as MPI
 
-    from scalelink.fenicsx.coupling_md_continuum import ContinuumStrip
-    from scalelink.fenicsx.coupling_md_runs import wave_speed
-    from scalelink.fenicsx.wave_strip import StripConfig, WaveStrip
+    from scalelink.coupling.md_continuum import ContinuumStrip
+    from scalelink.coupling.md_runs import wave_speed
+    from scalelink.coupling.wave_strip import StripConfig, WaveStrip
 
     potential, a, stiffness = lattice
     strip = WaveStrip.for_packet(StripConfig(rows=4, packet_width=10.0), potential, a, 0.5 / a,
@@ -88,8 +89,8 @@ def continuum(lattice):  # type: ignore[no-untyped-def]
 
 
 def test_periodic_fe_operators_have_the_p1_plane_wave_dispersion(lattice, continuum) -> None:  # type: ignore
-    from scalelink.fenicsx.coupling_md_runs import wave_speed
-    from scalelink.fenicsx.dispersion import fe_dispersion
+    from scalelink.coupling.md_runs import wave_speed
+    from scalelink.coupling.dispersion import fe_dispersion
 
     potential, a, stiffness = lattice
     strip, h = continuum.strip, continuum.strip.element_size

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scalelink.training.demo import parse_thermo
+from scalelink.cli.demo import parse_thermo
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 BIN = Path(sys.executable).parent

@@ -19,11 +19,11 @@ import ufl  # noqa: E402
 from dolfinx import fem, mesh  # noqa: E402
 
 from scalelink.bridge.errors import ConfigError  # noqa: E402
-from scalelink.fenicsx.macro import FE2Problem, FE2SolveError  # noqa: E402
-from scalelink.fenicsx.macro_io import FE2Writer  # noqa: E402
-from scalelink.fenicsx.materials import J2Plasticity, StiffeningElastic  # noqa: E402
-from scalelink.fenicsx.micro import LinearElastic, MicroModel  # noqa: E402
-from scalelink.fenicsx.tensors import isotropic_stiffness  # noqa: E402
+from scalelink.fe2.macro import FE2Problem, FE2SolveError  # noqa: E402
+from scalelink.fe2.macro_io import FE2Writer  # noqa: E402
+from scalelink.fe2.materials import J2Plasticity, StiffeningElastic  # noqa: E402
+from scalelink.fe2.micro import LinearElastic, MicroModel  # noqa: E402
+from scalelink.fe2.tensors import isotropic_stiffness  # noqa: E402
 
 pytestmark = pytest.mark.fenicsx
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from scalelink.bridge.errors import ConfigError
-from scalelink.fenicsx.materials import J2Plasticity, StiffeningElastic
-from scalelink.fenicsx.micro import LinearElastic, taylor_test
-from scalelink.fenicsx.tensors import isotropic_stiffness
+from scalelink.fe2.materials import J2Plasticity, StiffeningElastic
+from scalelink.fe2.micro import LinearElastic, taylor_test
+from scalelink.fe2.tensors import isotropic_stiffness
 
 pytestmark = pytest.mark.fenicsx
 

@@ -13,7 +13,7 @@ import pytest
 from dolfinx import fem, mesh
 
 from scalelink.bridge.errors import ConfigError
-from scalelink.fenicsx import (
+from scalelink.fe2 import (
     FE2Problem,
     J2Plasticity,
     LinearElastic,

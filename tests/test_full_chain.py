@@ -98,7 +98,7 @@ def test_grip_stress_is_the_reaction_force() -> None:
     import ufl
     from dolfinx import fem, mesh
 
-    from scalelink.fenicsx import LinearElastic, cubic_stiffness, mandel_strain, plane_strain
+    from scalelink.fe2 import LinearElastic, cubic_stiffness, mandel_strain, plane_strain
 
     spec = importlib.util.spec_from_file_location("full_chain", EXAMPLE)
     example = importlib.util.module_from_spec(spec)
@@ -138,8 +138,8 @@ def test_sample_micro_atomistic_with_a_pair_style(tmp_path: Path) -> None:
     from ase.build import bulk
     from ase.calculators.lj import LennardJones
 
-    from scalelink.fenicsx.tensors import PLANE_STRAIN_INDICES, mandel_from_tensor, tensor_from_mandel
-    from scalelink.training.cli import main
+    from scalelink.fe2.tensors import PLANE_STRAIN_INDICES, mandel_from_tensor, tensor_from_mandel
+    from scalelink.cli.main import main
 
     base = bulk("Cu", "fcc", a=3.6, cubic=True)
     cell, out = tmp_path / "cell.extxyz", tmp_path / "samples.npz"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scalelink.bridge.errors import ConfigError
-from scalelink.fenicsx.homogenization import (
+from scalelink.fe2.homogenization import (
     directional_young,
     fibre_texture_rotations,
     hashin_shtrikman_bounds,
@@ -19,7 +19,7 @@ from scalelink.fenicsx.homogenization import (
     voigt_bound,
     young_gap,
 )
-from scalelink.fenicsx.tensors import cubic_stiffness, isotropic_stiffness, rotate_stiffness
+from scalelink.fe2.tensors import cubic_stiffness, isotropic_stiffness, rotate_stiffness
 
 CU = (168.4, 121.4, 75.4)  # C11, C12, C44 of copper, GPa
 

@@ -30,7 +30,7 @@ EV_IN_KCAL_PER_MOL = 23.060549
 def committee_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Three untrained 2-layer members with seeded weights, as one committee file."""
     from scalelink.training.export import export_committee
-    from scalelink.training.model import GNNPotential
+    from scalelink.potentials.gnn import GNNPotential
 
     members = []
     for seed in (4, 5, 6):

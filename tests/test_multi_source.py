@@ -28,7 +28,7 @@ from scalelink.training.data import atoms_to_data, make_loader
 from scalelink.training.export import export_potential
 from scalelink.training.importance import density_ratio_weights
 from scalelink.training.losses import SourceNoise, attach_sources, fit_energy_reference, prepare_sources, source_nll
-from scalelink.training.model import GNNPotential
+from scalelink.potentials.gnn import GNNPotential
 from scalelink.training.reference import fcc_alloy_structures
 
 SPECIES = ["Cu", "Ni"]

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("dolfinx")
 
 from scalelink.bridge.errors import ConfigError  # noqa: E402
-from scalelink.fenicsx.homogenization import (  # noqa: E402
+from scalelink.fe2.homogenization import (  # noqa: E402
     hashin_shtrikman_bounds,
     laminate_conductivity,
     laminate_stiffness,
@@ -22,8 +22,8 @@ from scalelink.fenicsx.homogenization import (  # noqa: E402
     uniform_random_rotations,
     voigt_bound,
 )
-from scalelink.fenicsx.micro import LinearElastic, MicroModel, taylor_test  # noqa: E402
-from scalelink.fenicsx.rve import (  # noqa: E402
+from scalelink.fe2.micro import LinearElastic, MicroModel, taylor_test  # noqa: E402
+from scalelink.fe2.rve import (  # noqa: E402
     PeriodicRVE,
     RVEMicroModel,
     checkerboard,
@@ -34,7 +34,7 @@ from scalelink.fenicsx.rve import (  # noqa: E402
     laminate,
     unit_cell_mesh,
 )
-from scalelink.fenicsx.tensors import (  # noqa: E402
+from scalelink.fe2.tensors import (  # noqa: E402
     cubic_stiffness,
     isotropic_stiffness,
     plane_strain,

@@ -15,18 +15,18 @@ from scalelink.bridge import keys
 from scalelink.bridge.errors import ConfigError, ModelFileError
 from scalelink.bridge.inference import ConstitutiveEngine, select_device
 from scalelink.bridge.model_file import ModelMetadata, load_model, read_metadata, save_model
-from scalelink.fenicsx.micro import LinearElastic, MicroModel, check_strain_batch, taylor_test
-from scalelink.fenicsx.sampling import sample_micro_model
-from scalelink.fenicsx.surrogate import SurrogateMicroModel
-from scalelink.fenicsx.tensors import isotropic_stiffness
-from scalelink.training.cli import main
-from scalelink.training.constitutive import (
+from scalelink.fe2.micro import LinearElastic, MicroModel, check_strain_batch, taylor_test
+from scalelink.fe2.sampling import sample_micro_model
+from scalelink.fe2.surrogate import SurrogateMicroModel
+from scalelink.fe2.tensors import isotropic_stiffness
+from scalelink.cli.main import main
+from scalelink.surrogates.constitutive import (
     ConstitutiveMLP,
     DeployedConstitutive,
     DeployedEnergyConstitutive,
     export_constitutive,
 )
-from scalelink.training.surrogate_trainer import SurrogateConfig, network_tangent, train_surrogate
+from scalelink.surrogates.surrogate_trainer import SurrogateConfig, network_tangent, train_surrogate
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
@@ -294,7 +294,7 @@ def test_float32_tangent_keeps_the_float64_newton_solution(tmp_path: Path) -> No
     from dolfinx import fem, mesh
     from mpi4py import MPI
 
-    from scalelink.fenicsx.macro import FE2Problem, FE2SolveError
+    from scalelink.fe2.macro import FE2Problem, FE2SolveError
 
     data = tmp_path / "s.npz"
     sample_micro_model(CubicElastic(beta=2.0e5), num_samples=200, strain_range=1e-2, seed=3).save(data)

@@ -13,7 +13,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
 
 from scalelink.bridge.errors import ConfigError, DataError
-from scalelink.training.cli import main
+from scalelink.cli.main import main
 from scalelink.training.config import load_config
 from scalelink.training.data import atoms_to_data, read_structures, reference_energies, split_indices
 
@@ -72,7 +72,7 @@ def test_zero_weight_structure_does_not_change_the_loss(reference_data: str) -> 
     from torch_geometric.data import Batch
 
     from scalelink.training.config import LossWeights
-    from scalelink.training.model import GNNPotential
+    from scalelink.potentials.gnn import GNNPotential
     from scalelink.training.trainer import _loss
 
     frames = read(reference_data, index=":4")

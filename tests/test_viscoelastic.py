@@ -14,16 +14,16 @@ import pytest
 import scipy.integrate
 
 from scalelink.bridge.errors import ConfigError, DataError
-from scalelink.fenicsx.micro import LinearElastic, taylor_test
-from scalelink.fenicsx.prony import (
+from scalelink.fe2.micro import LinearElastic, taylor_test
+from scalelink.fe2.prony import (
     PronySeries,
     fit_prony,
     fit_prony_frequency,
     relaxation_time_grid,
     stretched_exponential_modulus,
 )
-from scalelink.fenicsx.tensors import isotropic_stiffness
-from scalelink.fenicsx.viscoelastic import Viscoelastic
+from scalelink.fe2.tensors import isotropic_stiffness
+from scalelink.fe2.viscoelastic import Viscoelastic
 
 TIMES = np.logspace(-2, 3, 61)
 SERIES = PronySeries(0.2, [1.5, 0.8, 0.5], [0.1, 2.0, 40.0])

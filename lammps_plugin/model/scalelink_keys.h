@@ -1,7 +1,7 @@
 /* -*- c++ -*- ----------------------------------------------------------
    ScaleLink: names of the tensors and metadata fields that cross the TorchScript boundary.
 
-   Mirror of bridge/keys.py, which is the contract; tests/test_keys.py parses this header
+   Mirror of src/scalelink/bridge/keys.py, which is the contract; tests/test_keys.py parses this header
    (one constant per line, in the form written below) and checks that both agree.
 
    Graph convention: edge e points from centre atom i = edge_index[0, e] to neighbour

@@ -1,0 +1,71 @@
+"""ScaleLink atomistic–continuum coupling: a LAMMPS atomistic region and a dolfinx continuum,
+two groups of one ``mpirun`` exchanging data over MPI.
+
+Methods: the quasi-static Schwarz loop (:func:`~.quasistatic.solve_coupled`), the condensed
+one-relaxation solve (:func:`~.condensed.solve_condensed`), the 1D bridging-domain chain
+(:class:`~.bridging_chain.BridgingChain`) and LAMMPS–dolfinx dynamics
+(:func:`~.md.run_coupled`). Public names are imported on first use::
+
+    from scalelink.coupling import solve_coupled, HexLattice
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> submodule that defines it
+EXPORTS = {
+    "AtomElementMap": "quasistatic",
+    "ContinuumRegion": "quasistatic",
+    "CouplingResult": "quasistatic",
+    "lattice_constants": "quasistatic",
+    "solve_coupled": "quasistatic",
+    "solve_condensed": "condensed",
+    "condense": "condensed",
+    "CouplingGeometry": "geometry",
+    "affine_displacement": "geometry",
+    "AtomisticRegion": "atomistic2d",
+    "HexLattice": "lattice",
+    "LennardJones2D": "lattice",
+    "cauchy_born_stiffness": "atomistic2d",
+    "relaxed_spacing": "atomistic2d",
+    "Chain1D": "dispersion",
+    "GaussianProcess1D": "dispersion",
+    "fe_dispersion": "dispersion",
+    "fit_mass_blend": "dispersion",
+    "lammps_chain_forces": "dispersion",
+    "lammps_dispersion_samples": "dispersion",
+    "BridgingChain": "bridging_chain",
+    "WaveConfig": "bridging_chain",
+    "WaveResult": "bridging_chain",
+    "hat_functions": "bridging_chain",
+    "StripConfig": "wave_strip",
+    "WaveStrip": "wave_strip",
+    "plane_wave_omega": "wave_strip",
+    "lattice_max_frequency": "wave_strip",
+    "lammps_plane_wave_samples": "wave_strip",
+    "RunStats": "md",
+    "route_atoms": "md",
+    "run_coupled": "md",
+    "StripWaveResult": "md_runs",
+    "PatchResult": "md_runs",
+    "run_wave_packet": "md_runs",
+    "run_patch_test": "md_runs",
+    "dispersion_samples": "md_runs",
+    "surrogate_mass_blend": "md_runs",
+    "matched_gram_blend": "md_runs",
+    "wave_speed": "md_runs",
+    "ContinuumStrip": "md_continuum",
+    "AtomisticStrip": "md_atoms",
+    "StripMesh": "md_mesh",
+    "BandAtoms": "md_mesh",
+}
+
+__all__ = sorted(EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

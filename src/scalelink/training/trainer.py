@@ -1,0 +1,354 @@
+"""The training loop: weighted energy/force/stress loss, Adam with an exponential learning
+rate schedule, early stopping on the validation loss, checkpoints, metrics and plots.
+
+A run folder holds ``config.yaml``, ``split.json``, ``checkpoint_last.pt``,
+``checkpoint_best.pt``, ``history.json``, ``metrics.json``, ``parity.png`` and
+``learning_curves.png``. ``checkpoint_last.pt`` carries everything a killed run needs to
+continue exactly where it stopped (``train(..., resume=True)``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
+from tqdm import tqdm
+
+from scalelink.potentials import registry
+from scalelink.potentials.architecture import GraphStatistics
+
+from .config import LossWeights, TrainConfig
+from .data import atoms_to_data, infer_species, make_loader, read_structures, reference_energies, split_indices
+from .losses import SourceNoise, fit_energy_reference, prepare_sources, source_nll
+from .metrics import Collected, ErrorMetrics, error_metrics, learning_curves, parity_plot, write_json
+from .predict import predict
+
+__all__ = ["TrainResult", "build_model", "collect", "load_checkpoint", "train"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run produced."""
+
+    run_dir: str
+    species: list[str]
+    test: ErrorMetrics | None
+    validation: ErrorMetrics
+    epochs_run: int
+    seconds: float
+
+
+def build_model(model_kwargs: dict[str, Any], architecture: str = registry.DEFAULT) -> nn.Module:
+    """Rebuild a network from the keyword arguments and architecture stored in a checkpoint."""
+    return registry.get(architecture).network(**model_kwargs)
+
+
+def _model_kwargs(config: TrainConfig, species: list[str], graphs: Sequence[Data], shift: np.ndarray) -> dict[str, Any]:
+    """Keyword arguments of the network ``config.architecture`` names."""
+    stats = GraphStatistics(
+        species=tuple(species),
+        cutoff=config.cutoff,
+        energy_shift=tuple(float(s) for s in shift),
+        force_scale=_force_scale(graphs),
+        mean_neighbours=_mean_neighbors(graphs),
+    )
+    return registry.get(config.architecture).model_kwargs(config.hyperparameters, stats)
+
+
+def load_checkpoint(run_dir: str | os.PathLike[str], which: str = "best") -> tuple[nn.Module, list[str]]:
+    """Load the ``best`` or ``last`` network of a run folder, with its species list."""
+    path = os.path.join(os.fspath(run_dir), f"checkpoint_{which}.pt")
+    if not os.path.isfile(path):
+        from scalelink.bridge.errors import ModelFileError
+
+        raise ModelFileError(f"no checkpoint {path!r}; is {os.fspath(run_dir)!r} a finished `scalelink train` run folder?")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_model(state["model_kwargs"], state.get("architecture", registry.DEFAULT))
+    model.load_state_dict(state["model_state"])
+    return model.to(_DTYPES[state["dtype"]]), list(state["species"])
+
+
+def _loss(model: nn.Module, batch: Data, weights: LossWeights, create_graph: bool) -> torch.Tensor:
+    pred = predict(model, batch, create_graph=create_graph)
+    natoms = batch.natoms.to(pred.energy.dtype)
+    w = batch.weight
+    energy_term = (w * ((pred.energy - batch.energy) / natoms) ** 2).sum() / w.sum().clamp_min(1e-12)
+    atom_w = w.index_select(0, batch.batch).unsqueeze(-1)
+    force_term = (atom_w * (pred.forces - batch.forces) ** 2).sum() / (3.0 * atom_w.sum().clamp_min(1e-12))
+    mask = batch.has_stress.to(pred.energy.dtype) * w
+    stress_term = (mask.view(-1, 1, 1) * (pred.stress - batch.stress) ** 2).sum() / (9.0 * mask.sum().clamp_min(1e-12))
+    return weights.energy * energy_term + weights.forces * force_term + weights.stress * stress_term
+
+
+def collect(model: nn.Module, loader: DataLoader, species: Sequence[str] = ()) -> Collected:
+    """Predictions and references over a loader, as float64 numpy arrays.
+
+    With ``species`` (names in model order), force errors are also kept per species.
+    """
+    out = Collected(species=list(species))
+    for batch in loader:
+        pred = predict(model, batch, create_graph=False)
+        natoms = batch.natoms.to(pred.energy.dtype)
+        out.energy_per_atom_pred.append((pred.energy / natoms).detach().double().numpy())
+        out.energy_per_atom_ref.append((batch.energy / natoms).double().numpy())
+        out.forces_pred.append(pred.forces.detach().double().numpy())
+        out.forces_ref.append(batch.forces.double().numpy())
+        out.forces_species.append(batch.species.numpy())
+        mask = batch.has_stress.numpy().astype(bool)
+        if mask.any():
+            voigt = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
+            sp = pred.stress.detach().double().numpy()[mask]
+            sr = batch.stress.double().numpy()[mask]
+            out.stress_pred.append(np.stack([sp[:, a, b] for a, b in voigt], axis=1))
+            out.stress_ref.append(np.stack([sr[:, a, b] for a, b in voigt], axis=1))
+    return out
+
+
+def _mean_neighbors(graphs: Sequence[Data]) -> float:
+    edges = sum(int(g.edge_index.shape[1]) for g in graphs)
+    nodes = sum(int(g.num_nodes) for g in graphs)
+    return max(edges / max(nodes, 1), 1.0)
+
+
+def _force_scale(graphs: Sequence[Data]) -> float:
+    forces = torch.cat([g.forces for g in graphs])
+    return float(forces.double().pow(2).mean().sqrt().clamp_min(1e-3))
+
+
+@torch.no_grad()
+def _refit_energy_shift(
+    model: nn.Module, loader: DataLoader, num_species: int, noise: SourceNoise | None = None, *,
+    update_noise: bool = False,
+) -> None:
+    """Re-fit the per-species reference energies to the training residuals, weighted as the
+    loss's energy term weighs them (:func:`scalelink.training.losses.fit_energy_reference`;
+    with ``update_noise`` the learned energy noise levels are re-fitted with them).
+
+    Forces do not see these constants; the optimiser, driven mostly by forces, leaves them
+    a little off. The correction is linear and exact on the training set. It must weigh
+    frames as the loss does: an unweighted fit hands the energy zero to whichever source
+    has the most frames, however biased or down-weighted its energies are.
+    """
+    fractions, residuals, weights, sources = [], [], [], []
+    for batch in loader:
+        with torch.enable_grad():
+            pred = predict(model, batch, create_graph=False)
+        counts = torch.zeros((int(batch.num_graphs), num_species), dtype=torch.float64)
+        counts.index_put_((batch.batch, batch.species), torch.ones(batch.species.shape[0], dtype=torch.float64), accumulate=True)
+        natoms = batch.natoms.double()
+        fractions.append((counts / natoms.unsqueeze(-1)).numpy())
+        residuals.append(((batch.energy - pred.energy.detach()).double() / natoms).numpy())
+        weights.append(batch.weight.double().numpy())
+        if noise is not None:
+            sources.append(batch.source.view(-1).numpy())
+    correction = fit_energy_reference(
+        np.concatenate(fractions), np.concatenate(residuals), np.concatenate(weights),
+        np.concatenate(sources) if sources else None, noise, update_noise=update_noise,
+    )
+    model.energy_shift += torch.as_tensor(correction, dtype=model.energy_shift.dtype)
+
+
+def _warm_start(run_dir: str, species: list[str], architecture: str, dtype: torch.dtype) -> tuple[Any, dict[str, Any]]:
+    """The best network of ``run_dir`` and its keyword arguments, to continue training from."""
+    path = os.path.join(run_dir, "checkpoint_best.pt")
+    if not os.path.isfile(path):
+        from scalelink.bridge.errors import ModelFileError
+
+        raise ModelFileError(f"init_from: no checkpoint {path!r}; give a finished `scalelink train` run folder")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    found = (list(state["species"]), state.get("architecture", registry.DEFAULT))
+    if found != (species, architecture):
+        from scalelink.bridge.errors import ConfigError
+
+        raise ConfigError(
+            f"init_from {run_dir!r} holds a {found[1]} network for species {found[0]}, but this run trains a "
+            f"{architecture} network for {species}; warm-start only from a run of the same kind"
+        )
+    model = build_model(state["model_kwargs"], architecture)
+    model.load_state_dict(state["model_state"])
+    return model.to(dtype), dict(state["model_kwargs"])
+
+
+def _save_checkpoint(path: str, state: dict[str, Any]) -> None:
+    # write then rename, so that a run killed mid-write keeps its previous checkpoint
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -> TrainResult:
+    """Train a potential (GNN or Behler–Parrinello) as ``config`` says and write the run folder.
+
+    Args:
+        config: the run's configuration.
+        progress: show a progress bar.
+        resume: continue from ``checkpoint_last.pt`` in ``config.out`` (weights, optimiser,
+            schedule, history, random state), as if the run had never stopped.
+
+    Returns:
+        A :class:`TrainResult` with validation and held-out test metrics of the best model.
+    """
+    start = time.perf_counter()
+    torch.manual_seed(config.seed)
+    dtype = _DTYPES[config.dtype]
+    run_dir = config.out
+    last_path = os.path.join(run_dir, "checkpoint_last.pt")
+    if resume and not os.path.isfile(last_path):
+        from scalelink.bridge.errors import ModelFileError
+
+        raise ModelFileError(f"cannot resume: {last_path!r} does not exist; start the run without --resume")
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as handle:
+        yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
+
+    frames = read_structures(config.data)
+    species = list(config.species) if config.species else infer_species(frames)
+    split = split_indices(len(frames), config.validation_fraction, config.test_fraction, config.seed)
+    write_json({k: getattr(split, k).tolist() for k in ("train", "validation", "test")}, os.path.join(run_dir, "split.json"))
+    graphs = [atoms_to_data(a, species, config.cutoff, dtype) for a in frames]
+    noise = prepare_sources(config, frames, graphs, len(species))
+    extra_parameters = [] if noise is None else list(noise.parameters())
+    train_graphs = [graphs[i] for i in split.train]
+    shift = reference_energies([frames[i] for i in split.train], species)
+
+    model_kwargs = _model_kwargs(config, species, train_graphs, shift)
+    model = build_model(model_kwargs, config.architecture).to(dtype)
+    prepare = registry.get(config.architecture).prepare
+    if prepare is not None:
+        prepare(model, train_graphs)
+    if config.init_from is not None and not resume:
+        model, model_kwargs = _warm_start(config.init_from, species, config.architecture, dtype)
+    elif noise is not None or any(float(g.weight) != 1.0 for g in train_graphs):
+        # start from the energy zero the weighted loss wants, not the unweighted one of `shift`
+        _refit_energy_shift(model, make_loader(train_graphs, config.batch_size, shuffle=False, seed=0), len(species), noise)
+        model_kwargs["energy_shift"] = model.energy_shift.double().tolist()
+    optimizer = torch.optim.Adam([*model.parameters(), *extra_parameters], lr=config.learning_rate)
+    train_loader = make_loader(train_graphs, config.batch_size, shuffle=True, seed=config.seed)
+    val_graphs = [graphs[i] for i in split.validation] or train_graphs
+    val_loader = make_loader(val_graphs, config.batch_size, shuffle=False, seed=config.seed)
+
+    history: list[dict[str, float]] = []
+    best, best_epoch, first_epoch, spent_before = float("inf"), 0, 1, 0.0
+    if resume:
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        model_kwargs = state["model_kwargs"]
+        model = build_model(model_kwargs, config.architecture).to(dtype)
+        model.load_state_dict(state["model_state"])
+        if noise is not None:
+            noise.load_state_dict(state["noise_state"])
+        optimizer = torch.optim.Adam([*model.parameters(), *extra_parameters], lr=config.learning_rate)
+        optimizer.load_state_dict(state["optimizer_state"])
+        spent_before = state["seconds"]
+        train_loader.generator.set_state(state["loader_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        history, best, best_epoch = state["history"], state["best"], state["best_epoch"]
+        first_epoch = state["epoch"] + 1
+        tqdm.write(f"resuming {run_dir} at epoch {first_epoch}")
+
+    def checkpoint(epoch: int) -> dict[str, Any]:
+        return {
+            "architecture": config.architecture,
+            "model_kwargs": model_kwargs,
+            "model_state": model.state_dict(),
+            "species": species,
+            "dtype": config.dtype,
+            "epoch": epoch,
+            "optimizer_state": optimizer.state_dict(),
+            "seconds": spent_before + time.perf_counter() - start,
+            "loader_rng": train_loader.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": history,
+            "best": best,
+            "best_epoch": best_epoch,
+            "noise_state": None if noise is None else noise.state_dict(),
+        }
+
+    def learning_rate(epoch_progress: float) -> float:
+        progress = epoch_progress / config.epochs
+        if config.time_limit is not None:
+            progress = max(progress, (spent_before + time.perf_counter() - start) / config.time_limit)
+        return config.learning_rate * config.lr_final ** min(progress, 1.0)
+
+    steps_per_epoch = max(len(train_loader), 1)
+    epoch = first_epoch - 1
+    bar = tqdm(range(first_epoch, config.epochs + 1), desc="training", disable=not progress, unit="epoch")
+    for epoch in bar:
+        model.train()
+        total, count = 0.0, 0
+        for step, batch in enumerate(train_loader):
+            lr = learning_rate(epoch - 1 + step / steps_per_epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            if noise is None:
+                loss = _loss(model, batch, config.loss, create_graph=True)
+            else:
+                loss = source_nll(model, batch, noise, config.loss.stress, create_graph=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * int(batch.num_graphs)
+            count += int(batch.num_graphs)
+        model.eval()
+        val = error_metrics(collect(model, val_loader, species))
+        val_loss = config.loss.energy * val.energy_rmse**2 + config.loss.forces * val.force_rmse**2
+        history.append(
+            {"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss, "lr": lr, **val.as_dict()}
+        )
+        bar.set_postfix(
+            E=f"{1e3 * val.energy_rmse:.2f}meV/at", F=f"{1e3 * val.force_rmse:.1f}meV/Å", lr=f"{lr:.1e}"
+        )
+        if val_loss < best:
+            best, best_epoch = val_loss, epoch
+            _save_checkpoint(os.path.join(run_dir, "checkpoint_best.pt"), checkpoint(epoch))
+        _save_checkpoint(last_path, checkpoint(epoch))
+        write_json({"history": history}, os.path.join(run_dir, "history.json"))
+        if epoch - best_epoch >= config.patience:
+            tqdm.write(f"early stop at epoch {epoch}: no validation improvement for {config.patience} epochs")
+            break
+        if config.time_limit is not None and spent_before + time.perf_counter() - start > config.time_limit:
+            tqdm.write(f"time limit of {config.time_limit:.0f} s reached at epoch {epoch}")
+            break
+    bar.close()
+    learning_curves(history, os.path.join(run_dir, "learning_curves.png"))
+
+    best_model, _ = load_checkpoint(run_dir, "best")
+    best_model.eval()
+    state = torch.load(os.path.join(run_dir, "checkpoint_best.pt"), map_location="cpu", weights_only=False)
+    if noise is not None:
+        noise.load_state_dict(state["noise_state"])  # the noise levels that went with the best network
+    _refit_energy_shift(best_model, make_loader(train_graphs, config.batch_size, shuffle=False, seed=0), len(species), noise,
+                        update_noise=True)
+    state["model_state"] = best_model.state_dict()
+    if noise is not None:
+        state["noise_state"] = noise.state_dict()
+    state["model_kwargs"]["energy_shift"] = best_model.energy_shift.double().tolist()
+    _save_checkpoint(os.path.join(run_dir, "checkpoint_best.pt"), state)
+    val_collected = collect(best_model, val_loader, species)
+    val_metrics = error_metrics(val_collected)
+    test_metrics = None
+    report: dict[str, object] = {"species": species, "best_epoch": best_epoch, "epochs_run": epoch, "validation": val_metrics.as_dict()}
+    if noise is not None:
+        report["source_noise"] = noise.as_dict()
+    if len(split.test):
+        test_loader = make_loader([graphs[i] for i in split.test], config.batch_size, shuffle=False, seed=config.seed)
+        test_collected = collect(best_model, test_loader, species)
+        test_metrics = error_metrics(test_collected)
+        report["test"] = test_metrics.as_dict()
+        parity_plot(test_collected, os.path.join(run_dir, "parity.png"), "held-out test set")
+    else:
+        parity_plot(val_collected, os.path.join(run_dir, "parity.png"), "validation set")
+    seconds = time.perf_counter() - start
+    report["seconds"] = seconds
+    write_json(report, os.path.join(run_dir, "metrics.json"))
+    return TrainResult(run_dir, species, test_metrics, val_metrics, epoch, seconds)
