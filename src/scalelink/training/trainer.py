@@ -73,7 +73,7 @@ def load_checkpoint(run_dir: str | os.PathLike[str], which: str = "best") -> tup
         from scalelink.bridge.errors import ModelFileError
 
         raise ModelFileError(f"no checkpoint {path!r}; is {os.fspath(run_dir)!r} a finished `scalelink train` run folder?")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = _load_state(path)
     model = build_model(state["model_kwargs"], state.get("architecture", registry.DEFAULT))
     model.load_state_dict(state["model_state"])
     return model.to(_DTYPES[state["dtype"]]), list(state["species"])
@@ -166,7 +166,7 @@ def _warm_start(run_dir: str, species: list[str], architecture: str, dtype: torc
         from scalelink.bridge.errors import ModelFileError
 
         raise ModelFileError(f"init_from: no checkpoint {path!r}; give a finished `scalelink train` run folder")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = _load_state(path)
     found = (list(state["species"]), state.get("architecture", registry.DEFAULT))
     if found != (species, architecture):
         from scalelink.bridge.errors import ConfigError
@@ -178,6 +178,12 @@ def _warm_start(run_dir: str, species: list[str], architecture: str, dtype: torc
     model = build_model(state["model_kwargs"], architecture)
     model.load_state_dict(state["model_state"])
     return model.to(dtype), dict(state["model_kwargs"])
+
+
+def _load_state(path: str) -> dict[str, Any]:
+    """A checkpoint's contents. Checkpoints hold tensors and plain Python values only, so they
+    are read with ``weights_only=True``: loading a checkpoint from elsewhere runs no code."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _save_checkpoint(path: str, state: dict[str, Any]) -> None:
@@ -241,7 +247,7 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
     history: list[dict[str, float]] = []
     best, best_epoch, first_epoch, spent_before = float("inf"), 0, 1, 0.0
     if resume:
-        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        state = _load_state(last_path)
         model_kwargs = state["model_kwargs"]
         model = build_model(model_kwargs, config.architecture).to(dtype)
         model.load_state_dict(state["model_state"])
@@ -324,7 +330,7 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
 
     best_model, _ = load_checkpoint(run_dir, "best")
     best_model.eval()
-    state = torch.load(os.path.join(run_dir, "checkpoint_best.pt"), map_location="cpu", weights_only=False)
+    state = _load_state(os.path.join(run_dir, "checkpoint_best.pt"))
     if noise is not None:
         noise.load_state_dict(state["noise_state"])  # the noise levels that went with the best network
     _refit_energy_shift(best_model, make_loader(train_graphs, config.batch_size, shuffle=False, seed=0), len(species), noise,
