@@ -115,7 +115,7 @@ def run_demo(out: str = "demo_out", *, train_seconds: float = 240.0, md_steps: i
     print(f"[1/5] reference data: 400 EMT-labelled Cu-Ni fcc structures -> {data}", flush=True)
     write_fcc_alloy_dataset(data, 400, species=("Cu", "Ni"), seed=0)
 
-    print(f"[2/5] training a 2-layer GNN potential (budget {train_seconds:.0f} s)", flush=True)
+    print(f"[2/5] training an ACE potential (budget {train_seconds:.0f} s)", flush=True)
     config = load_config(
         None, data=[data], species=["Cu", "Ni"], out=os.path.join(out, "run"), epochs=400, time_limit=train_seconds
     )
@@ -148,7 +148,7 @@ def run_demo(out: str = "demo_out", *, train_seconds: float = 240.0, md_steps: i
 
     print()
     print("=" * 78)
-    print("ScaleLink demo: Cu-Ni EMT data -> GNN potential -> LAMMPS pair_style scalelink")
+    print("ScaleLink demo: Cu-Ni EMT data -> ACE potential -> LAMMPS pair_style scalelink")
     print(f"held-out test ({metrics.n_structures} structures): energy RMSE {1e3 * metrics.energy_rmse:.2f} meV/atom, "
           f"force RMSE {1e3 * metrics.force_rmse:.1f} meV/Å")
     print(f"{'ranks':>5} {'loop time (s)':>14} {'µs/atom/step':>13} {'NVE drift (eV/atom/ps)':>23} {'final PE (eV)':>14}")

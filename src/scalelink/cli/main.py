@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -48,7 +49,12 @@ def _train(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         time_limit=args.time_limit,
         architecture=args.architecture,
+        validation_fraction=args.validation_fraction,
+        test_fraction=args.test_fraction,
+        batch_size=args.batch_size,
     )
+    if args.stress_weight is not None:
+        config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, stress=args.stress_weight))
     if not config.data:
         raise ScaleLinkError("no training data: give `data:` in the config file or --data FILE")
     result = train(config, progress=not args.quiet, resume=bool(args.resume))
@@ -241,6 +247,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--dtype", choices=["float32", "float64"], help="training precision")
     p.add_argument("--time-limit", type=float, help="stop training after this many seconds")
+    p.add_argument("--validation-fraction", type=float, help="share of the structures held out for validation (default 0.1)")
+    p.add_argument("--test-fraction", type=float, help="share held out as a test set (default 0.1; 0 with a separate test file)")
+    p.add_argument("--batch-size", type=int, help="structures per optimisation step")
+    p.add_argument("--stress-weight", type=float, help="weight of the stress loss (0: train on energies and forces only)")
     p.add_argument(
         "--architecture", choices=registry.names(),
         help=f"model to train (default {registry.DEFAULT}; hyperparameters in the config's section of that "

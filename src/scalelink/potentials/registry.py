@@ -11,18 +11,23 @@ from torch import nn
 
 from scalelink.bridge.errors import ConfigError
 
-from . import behler_parrinello, gnn
+from . import ace, behler_parrinello, gnn
 from .architecture import Architecture
 
-__all__ = ["DEFAULT", "architectures", "get", "names", "of_network", "sections"]
+__all__ = ["DEFAULT", "UNNAMED", "architectures", "get", "names", "of_network", "sections"]
 
 _REGISTERED: tuple[Architecture, ...] = (
+    ace.ARCHITECTURE,
     gnn.ARCHITECTURE,
     behler_parrinello.ARCHITECTURE,
 )
 
 DEFAULT = _REGISTERED[0].name
-"""The architecture of configurations and checkpoints that do not name one."""
+"""The architecture a configuration that names none trains."""
+
+UNNAMED = gnn.ARCHITECTURE.name
+"""The architecture of checkpoints and run folders that do not name one: they were written
+when the GNN was the only architecture."""
 
 _BY_NAME = {a.name: a for a in _REGISTERED}
 _BY_SECTION = {a.section: a for a in _REGISTERED}

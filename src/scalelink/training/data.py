@@ -14,12 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from ase import Atoms
-from ase.io import read
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from scalelink.bridge.ase import neighbor_graph, species_indices
 from scalelink.bridge.errors import DataError
+
+from .formats import read_any, validate_frames
 
 __all__ = [
     "Labels",
@@ -69,26 +70,26 @@ def labels_of(atoms: Atoms, where: str) -> Labels:
     )
 
 
-def read_structures(paths: Sequence[str | os.PathLike[str]]) -> list[Atoms]:
-    """Read every frame of every file, checking that each frame is labelled.
+def read_structures(paths: Sequence[str | os.PathLike[str]], species: Sequence[str] | None = None) -> list[Atoms]:
+    """Read every frame of every source and check its labels.
+
+    A source is a file ASE reads (extxyz, VASP ``vasprun.xml`` or ``OUTCAR``, ...), a DeePMD-kit
+    npy system folder, or an mlearn JSON file (:mod:`scalelink.training.formats`, which states
+    the units and stress signs of each).
+
+    Args:
+        paths: the sources.
+        species: if given, every atom's species must be in it.
 
     Raises:
-        DataError: a file is missing or unreadable, or a frame lacks energy or forces.
+        DataError: a source is missing or unreadable, or a frame lacks energy or forces, has
+            labels of the wrong shape, NaN or Inf anywhere, a species not in ``species`` or a
+            periodic cell of zero volume; the message names the source and the frame.
     """
     frames: list[Atoms] = []
     for path in paths:
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise DataError(f"data file {path!r} does not exist")
-        try:
-            # not ASE's parallel mode: under mpirun it reads on rank 0 and broadcasts over
-            # COMM_WORLD, a collective that ranks not reading data would never join
-            chunk = read(path, index=":", parallel=False)
-        except Exception as exc:  # ASE raises many types for unreadable files
-            raise DataError(f"cannot read {path!r} with ASE: {exc}") from None
-        chunk = chunk if isinstance(chunk, list) else [chunk]
-        for k, atoms in enumerate(chunk):
-            labels_of(atoms, f"{path} frame {k}")
+        chunk = read_any(path)
+        validate_frames(chunk, os.fspath(path), species)
         frames.extend(chunk)
     if not frames:
         raise DataError(f"no structures found in {list(map(os.fspath, paths))}")

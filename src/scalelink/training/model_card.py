@@ -35,13 +35,13 @@ def _sha256(path: str) -> str | None:
 
 
 def architecture_of(run_dir: str | os.PathLike[str]) -> str:
-    """The architecture a training run folder trained (the registry's default for runs that do not say)."""
+    """The architecture a training run folder trained (runs that do not say trained a GNN)."""
     path = os.path.join(os.fspath(run_dir), "config.yaml")
     if not os.path.isfile(path):
-        return registry.DEFAULT
+        return registry.UNNAMED
     with open(path, encoding="utf-8") as handle:
         config = yaml.safe_load(handle) or {}
-    return str(config.get("architecture", registry.DEFAULT))
+    return str(config.get("architecture", registry.UNNAMED))
 
 
 def _run_entry(run_dir: str) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The training loop: weighted energy/force/stress loss, Adam with an exponential learning
-rate schedule, early stopping on the validation loss, checkpoints, metrics and plots.
+rate schedule, an exponential moving average of the weights (the network validated and
+deployed), early stopping on the validation loss, checkpoints, metrics and plots.
 
 A run folder holds ``config.yaml``, ``split.json``, ``checkpoint_last.pt``,
 ``checkpoint_best.pt``, ``history.json``, ``metrics.json``, ``parity.png`` and
@@ -9,6 +10,7 @@ continue exactly where it stopped (``train(..., resume=True)``).
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Sequence
@@ -49,7 +51,7 @@ class TrainResult:
     seconds: float
 
 
-def build_model(model_kwargs: dict[str, Any], architecture: str = registry.DEFAULT) -> nn.Module:
+def build_model(model_kwargs: dict[str, Any], architecture: str = registry.UNNAMED) -> nn.Module:
     """Rebuild a network from the keyword arguments and architecture stored in a checkpoint."""
     return registry.get(architecture).network(**model_kwargs)
 
@@ -74,7 +76,7 @@ def load_checkpoint(run_dir: str | os.PathLike[str], which: str = "best") -> tup
 
         raise ModelFileError(f"no checkpoint {path!r}; is {os.fspath(run_dir)!r} a finished `scalelink train` run folder?")
     state = _load_state(path)
-    model = build_model(state["model_kwargs"], state.get("architecture", registry.DEFAULT))
+    model = build_model(state["model_kwargs"], state.get("architecture", registry.UNNAMED))
     model.load_state_dict(state["model_state"])
     return model.to(_DTYPES[state["dtype"]]), list(state["species"])
 
@@ -167,7 +169,7 @@ def _warm_start(run_dir: str, species: list[str], architecture: str, dtype: torc
 
         raise ModelFileError(f"init_from: no checkpoint {path!r}; give a finished `scalelink train` run folder")
     state = _load_state(path)
-    found = (list(state["species"]), state.get("architecture", registry.DEFAULT))
+    found = (list(state["species"]), state.get("architecture", registry.UNNAMED))
     if found != (species, architecture):
         from scalelink.bridge.errors import ConfigError
 
@@ -178,6 +180,33 @@ def _warm_start(run_dir: str, species: list[str], architecture: str, dtype: torc
     model = build_model(state["model_kwargs"], architecture)
     model.load_state_dict(state["model_state"])
     return model.to(dtype), dict(state["model_kwargs"])
+
+
+class _WeightAverage:
+    """Exponential moving average of a network's weights; buffers follow the network's.
+
+    The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` over the first updates, so the
+    average does not hold on to the initial weights. With ``decay`` 0 the average is the
+    network itself.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = float(decay)
+        self.updates = 0
+        self.network = copy.deepcopy(model) if self.decay > 0.0 else model
+        if self.network is not model:
+            self.network.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        if self.network is model:
+            return
+        self.updates += 1
+        weight = 1.0 - min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        for average, current in zip(self.network.parameters(), model.parameters()):
+            average.lerp_(current, weight)
+        for average, current in zip(self.network.buffers(), model.buffers()):
+            average.copy_(current)
 
 
 def _load_state(path: str) -> dict[str, Any]:
@@ -218,7 +247,7 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
     with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as handle:
         yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
 
-    frames = read_structures(config.data)
+    frames = read_structures(config.data, config.species)
     species = list(config.species) if config.species else infer_species(frames)
     split = split_indices(len(frames), config.validation_fraction, config.test_fraction, config.seed)
     write_json({k: getattr(split, k).tolist() for k in ("train", "validation", "test")}, os.path.join(run_dir, "split.json"))
@@ -240,6 +269,7 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
         _refit_energy_shift(model, make_loader(train_graphs, config.batch_size, shuffle=False, seed=0), len(species), noise)
         model_kwargs["energy_shift"] = model.energy_shift.double().tolist()
     optimizer = torch.optim.Adam([*model.parameters(), *extra_parameters], lr=config.learning_rate)
+    average = _WeightAverage(model, config.ema_decay)
     train_loader = make_loader(train_graphs, config.batch_size, shuffle=True, seed=config.seed)
     val_graphs = [graphs[i] for i in split.validation] or train_graphs
     val_loader = make_loader(val_graphs, config.batch_size, shuffle=False, seed=config.seed)
@@ -250,11 +280,14 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
         state = _load_state(last_path)
         model_kwargs = state["model_kwargs"]
         model = build_model(model_kwargs, config.architecture).to(dtype)
-        model.load_state_dict(state["model_state"])
+        model.load_state_dict(state.get("training_state") or state["model_state"])
         if noise is not None:
             noise.load_state_dict(state["noise_state"])
         optimizer = torch.optim.Adam([*model.parameters(), *extra_parameters], lr=config.learning_rate)
         optimizer.load_state_dict(state["optimizer_state"])
+        average = _WeightAverage(model, config.ema_decay)
+        average.network.load_state_dict(state["model_state"])
+        average.updates = int(state.get("ema_updates", 0))
         spent_before = state["seconds"]
         train_loader.generator.set_state(state["loader_rng"])
         torch.set_rng_state(state["torch_rng"])
@@ -266,7 +299,10 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
         return {
             "architecture": config.architecture,
             "model_kwargs": model_kwargs,
-            "model_state": model.state_dict(),
+            # the averaged network is the one validated and deployed; resuming needs both
+            "model_state": average.network.state_dict(),
+            "training_state": None if average.network is model else model.state_dict(),
+            "ema_updates": average.updates,
             "species": species,
             "dtype": config.dtype,
             "epoch": epoch,
@@ -303,10 +339,11 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
                 loss = source_nll(model, batch, noise, config.loss.stress, create_graph=True)
             loss.backward()
             optimizer.step()
+            average.update(model)
             total += float(loss.detach()) * int(batch.num_graphs)
             count += int(batch.num_graphs)
         model.eval()
-        val = error_metrics(collect(model, val_loader, species))
+        val = error_metrics(collect(average.network, val_loader, species))
         val_loss = config.loss.energy * val.energy_rmse**2 + config.loss.forces * val.force_rmse**2
         history.append(
             {"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss, "lr": lr, **val.as_dict()}

@@ -1,0 +1,427 @@
+"""An atomic cluster expansion (ACE) potential with learned radial functions and a
+nonlinear readout: strictly local, angular, E(3)-invariant.
+
+Each atom's neighbour density inside the cutoff is projected on radial channels and real
+spherical harmonics up to degree ``lmax``,
+
+.. math::
+
+    A_{i,c\\,lm} = \\frac{1}{\\bar n} \\sum_{j \\in \\mathcal N(i)}
+        R_{c,l}(r_{ij})\\, w_{c,l}(s_i, s_j)\\, Y_{lm}(\\hat r_{ij}),
+
+where :math:`R` is an MLP of a Bessel basis times a polynomial envelope that vanishes
+smoothly at the cutoff, and :math:`w` a learned weight per ordered species pair. Body-ordered
+invariants follow as products of channel-mixed densities (the tensor-reduced ACE basis):
+
+.. math::
+
+    B^{(1)}_{i,c} = A_{i,c\\,00}, \\qquad
+    B^{(2)}_{i,c\\,l} = \\sum_m (U A_i)_{c\\,lm} (V A_i)_{c\\,lm}, \\qquad
+    B^{(3)}_{i,c\\,l_1 l_2 l_3} = \\sum_{m_1 m_2 m_3} G^{l_1 l_2 l_3}_{m_1 m_2 m_3}
+        (U A_i)_{c\\,l_1 m_1} (V A_i)_{c\\,l_2 m_2} (W A_i)_{c\\,l_3 m_3},
+
+with learned channel mixings :math:`U, V, W` per invariant and :math:`G` the real Gaunt
+coefficients (the integral of three real spherical harmonics over the sphere), which make
+every :math:`B` rotation invariant; only parity-even couplings (:math:`l_1 + l_2 + l_3`
+even) exist, so the energy is also invariant under reflections. :math:`B^{(2)}` and
+:math:`B^{(3)}` are three- and four-body correlations: bond angles and dihedral-like
+information that a distance-only network cannot resolve. The standardised invariants feed
+an MLP whose first layer depends on the atom's species; its output, scaled and shifted per
+species, is the atomic energy.
+
+An atom's energy depends on its own edges only (no message passing), so LAMMPS needs a
+ghost shell of one cutoff and exchanges nothing between ranks during the evaluation
+(``num_layers`` is 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import List
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from scalelink.bridge.errors import ConfigError
+
+from .architecture import Architecture, GraphStatistics
+from .deployed import DeployedEnergyModel
+
+__all__ = [
+    "ACEConfig",
+    "ACEPotential",
+    "ARCHITECTURE",
+    "coupling_paths",
+    "fit_feature_scaling",
+    "gaunt_coefficients",
+    "spherical_harmonics",
+]
+
+
+def spherical_harmonics(unit: Tensor, lmax: int) -> Tensor:
+    """Real spherical harmonics of unit vectors, normalised to ``sum_m Y_lm^2 = 2l + 1``.
+
+    Args:
+        unit: unit vectors [E, 3].
+        lmax: highest degree, 0 to 3.
+
+    Returns:
+        ``Y`` [E, (lmax + 1)^2], columns ordered l = 0, 1, 2, 3 and m = -l..l within a degree.
+    """
+    x, y, z = unit[:, 0], unit[:, 1], unit[:, 2]
+    columns: List[Tensor] = [torch.ones_like(x)]
+    if lmax >= 1:
+        s3 = math.sqrt(3.0)
+        columns += [s3 * y, s3 * z, s3 * x]
+    if lmax >= 2:
+        s15 = math.sqrt(15.0)
+        columns += [
+            s15 * x * y,
+            s15 * y * z,
+            0.5 * math.sqrt(5.0) * (3.0 * z * z - 1.0),
+            s15 * x * z,
+            0.5 * s15 * (x * x - y * y),
+        ]
+    if lmax >= 3:
+        zz = z * z
+        columns += [
+            0.25 * math.sqrt(70.0) * y * (3.0 * x * x - y * y),
+            math.sqrt(105.0) * x * y * z,
+            0.25 * math.sqrt(42.0) * y * (5.0 * zz - 1.0),
+            0.5 * math.sqrt(7.0) * z * (5.0 * zz - 3.0),
+            0.25 * math.sqrt(42.0) * x * (5.0 * zz - 1.0),
+            0.5 * math.sqrt(105.0) * z * (x * x - y * y),
+            0.25 * math.sqrt(70.0) * x * (x * x - 3.0 * y * y),
+        ]
+    return torch.stack(columns, dim=-1)
+
+
+def _sphere_quadrature(order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Points [P, 3] and weights [P] (summing to 1) exact for polynomials up to ``order``."""
+    nodes, weights = np.polynomial.legendre.leggauss(order // 2 + 1)
+    num_phi = order + 1
+    phi = 2.0 * np.pi * np.arange(num_phi) / num_phi
+    cos_t, phi_grid = np.meshgrid(nodes, phi, indexing="ij")
+    sin_t = np.sqrt(1.0 - cos_t**2)
+    points = np.stack([sin_t * np.cos(phi_grid), sin_t * np.sin(phi_grid), cos_t], axis=-1).reshape(-1, 3)
+    w = np.repeat(weights, num_phi) / (2.0 * num_phi)
+    return points, w
+
+
+def gaunt_coefficients(l1: int, l2: int, l3: int) -> Tensor:
+    """Real Gaunt coefficients ``<Y_l1m1 Y_l2m2 Y_l3m3>`` averaged over the sphere,
+    [2l1+1, 2l2+1, 2l3+1] in float64, by a quadrature exact for their polynomial degree."""
+    lmax = max(l1, l2, l3)
+    points, weights = _sphere_quadrature(l1 + l2 + l3 + 2)
+    y = spherical_harmonics(torch.as_tensor(points, dtype=torch.float64), lmax).numpy()
+
+    def block(l: int) -> np.ndarray:
+        return y[:, l * l : (l + 1) * (l + 1)]
+
+    g = np.einsum("p,pa,pb,pc->abc", weights, block(l1), block(l2), block(l3))
+    g[np.abs(g) < 1e-12] = 0.0
+    return torch.as_tensor(g)
+
+
+def coupling_paths(lmax: int) -> list[tuple[int, int, int]]:
+    """Degree triples ``l1 <= l2 <= l3 <= lmax`` with a parity-even, non-zero invariant."""
+    return [
+        (a, b, c)
+        for a in range(lmax + 1)
+        for b in range(a, lmax + 1)
+        for c in range(b, lmax + 1)
+        if (a + b + c) % 2 == 0 and c <= a + b and not (a == 0 and b == 0 and c == 0)
+    ]
+
+
+class _Product(nn.Module):
+    """One invariant per channel: the coupled product of two or three mixed densities.
+
+    Two factors of degree l: :math:`\\sum_m X_m Y_m`; three factors: the Gaunt-coupled
+    triple product. Shapes: ``mixed[l][slot]`` [N, 2l+1, C]; returns [N, C].
+    """
+
+    def __init__(self, degrees: Sequence[int], slots: Sequence[int], channels: int, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.channels = int(channels)
+        self.degrees = [int(l) for l in degrees]
+        self.slots = [int(s) for s in slots]
+        self.order = len(self.degrees)
+        if self.order == 3:
+            g = gaunt_coefficients(*self.degrees)
+            self.register_buffer("gaunt", (g / g.norm()).to(dtype))
+        else:
+            self.register_buffer("gaunt", torch.zeros(0, dtype=dtype))
+
+    def forward(self, mixed: List[List[Tensor]]) -> Tensor:
+        x = mixed[self.degrees[0]][self.slots[0]]
+        y = mixed[self.degrees[1]][self.slots[1]]
+        if self.order == 2:
+            return (x * y).sum(1)
+        z = mixed[self.degrees[2]][self.slots[2]]
+        third = torch.einsum("abc,ncx->nabx", self.gaunt, z)
+        return (x.unsqueeze(2) * third * y.unsqueeze(1)).sum((1, 2))
+
+
+class ACEPotential(nn.Module):
+    """Atomic energies of a single-layer ACE with learned radial functions and an MLP readout.
+
+    Args:
+        num_species: S, the species the model knows.
+        cutoff: radial cutoff in Å.
+        channels: C, radial channels per degree.
+        lmax: highest spherical-harmonic degree (0 to 3).
+        num_basis: Bessel functions of the radial basis.
+        radial_hidden: widths of the hidden layers of the radial MLP.
+        hidden: widths of the hidden layers of the readout MLP.
+        correlation: highest body order of the invariants minus one (1, 2 or 3).
+        avg_num_neighbors: normalises the neighbour densities.
+        energy_shift: per-species atomic reference energy [S] (eV).
+        energy_scale: scale of the readout's output (eV).
+
+    Shapes:
+        ``edge_vectors`` [E, 3] (Å), ``edge_index`` [2, E] (row 0: centres), ``species``
+        [N], ``n_local`` (nodes ``0..n_local-1`` are the atoms whose energies are wanted;
+        -1: all); returns atomic energies [N] (eV) in the dtype of the weights, zero beyond
+        ``n_local``.
+    """
+
+    def __init__(
+        self,
+        num_species: int,
+        cutoff: float,
+        channels: int = 16,
+        lmax: int = 3,
+        num_basis: int = 8,
+        radial_hidden: Sequence[int] = (32,),
+        hidden: Sequence[int] = (64, 64),
+        correlation: int = 3,
+        avg_num_neighbors: float = 30.0,
+        energy_shift: list[float] | None = None,
+        energy_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if not 0 <= lmax <= 3:
+            raise ConfigError(f"lmax must be 0 to 3, got {lmax}")
+        if correlation not in (1, 2, 3):
+            raise ConfigError(f"correlation must be 1, 2 or 3, got {correlation}")
+        self.cutoff = float(cutoff)
+        self.num_layers = 1
+        self.num_species = int(num_species)
+        self.channels = int(channels)
+        self.lmax = int(lmax)
+        self.inv_neighbors = 1.0 / float(avg_num_neighbors)
+        dtype = torch.get_default_dtype()
+        self.register_buffer(
+            "frequencies", torch.arange(1, num_basis + 1, dtype=dtype) * math.pi / self.cutoff
+        )
+        widths = [int(num_basis), *[int(h) for h in radial_hidden]]
+        radial: List[nn.Module] = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            radial += [nn.Linear(a, b), nn.SiLU()]
+        radial.append(nn.Linear(widths[-1], (self.lmax + 1) * self.channels, bias=False))
+        self.radial = nn.Sequential(*radial)
+        self.pair_weights = nn.Parameter(torch.ones(num_species * num_species, (self.lmax + 1) * self.channels))
+        self.degree_sizes = [2 * l + 1 for l in range(self.lmax + 1)]
+
+        degrees = [[l, l] for l in range(self.lmax + 1)] if correlation >= 2 else []
+        degrees += [list(t) for t in coupling_paths(self.lmax)] if correlation >= 3 else []
+        # every product factor is a channel mixing of one degree's densities, gathered per degree
+        counts = [0] * (self.lmax + 1)
+        products: List[nn.Module] = []
+        for ls in degrees:
+            slots = []
+            for l in ls:
+                slots.append(counts[l])
+                counts[l] += 1
+            products.append(_Product(ls, slots, self.channels, dtype))
+        self.products = nn.ModuleList(products)
+        self.mixings = nn.ModuleList(
+            [nn.Linear(self.channels, self.channels * max(n, 1), bias=False) for n in counts]
+        )
+        self.num_products = len(products)
+        self.num_descriptors = self.channels * (1 + self.num_products)
+        self.register_buffer("feature_mean", torch.zeros(self.num_descriptors, dtype=dtype))
+        self.register_buffer("feature_std", torch.ones(self.num_descriptors, dtype=dtype))
+
+        hidden = [int(h) for h in hidden]
+        if not hidden:
+            raise ConfigError("hidden must name at least one layer width")
+        self.first = nn.Linear(self.num_descriptors, num_species * hidden[0])
+        readout: List[nn.Module] = [nn.SiLU()]
+        for a, b in zip(hidden[:-1], hidden[1:]):
+            readout += [nn.Linear(a, b), nn.SiLU()]
+        readout.append(nn.Linear(hidden[-1], 1))
+        self.readout = nn.Sequential(*readout)
+        self.first_width = hidden[0]
+        shift = torch.zeros(num_species) if energy_shift is None else torch.tensor(energy_shift)
+        self.register_buffer("energy_shift", shift.to(dtype))
+        self.register_buffer("energy_scale", torch.tensor(float(energy_scale), dtype=dtype))
+
+    def densities(self, edge_vectors: Tensor, edge_index: Tensor, species: Tensor, n_out: int) -> List[Tensor]:
+        """Neighbour densities of nodes ``0..n_out-1``, one tensor [n_out, 2l+1, C] per degree.
+
+        The edges are laid out per centre atom (padded to the largest neighbour count), so
+        that each density is one batched product of harmonics and radial values per atom and
+        no per-edge [E, (lmax+1)^2, C] tensor is ever formed.
+        """
+        centre = edge_index[0]
+        if centre.shape[0] > 1 and not bool((centre[1:] >= centre[:-1]).all()):
+            order = torch.argsort(centre, stable=True)
+            edge_vectors = edge_vectors.index_select(0, order)
+            edge_index = edge_index.index_select(1, order)
+            centre = edge_index[0]
+        r = torch.linalg.vector_norm(edge_vectors, dim=-1)
+        x = r / self.cutoff
+        envelope = (1.0 - 28.0 * x.pow(6) + 48.0 * x.pow(7) - 21.0 * x.pow(8)) * (x < 1.0).to(r.dtype)
+        basis = torch.sin(self.frequencies * r.unsqueeze(-1)) / r.unsqueeze(-1)
+        pair = species.index_select(0, centre) * self.num_species + species.index_select(0, edge_index[1])
+        # the envelope multiplies the MLP's output: its biases would otherwise survive at the cutoff
+        radial = self.radial(basis) * (self.pair_weights.index_select(0, pair) * envelope.unsqueeze(-1))
+        harmonics = spherical_harmonics(edge_vectors / r.unsqueeze(-1), self.lmax)
+
+        counts = torch.bincount(centre, minlength=n_out)
+        width = max(int(counts.max()), 1) if centre.shape[0] > 0 else 1
+        start = torch.cumsum(counts, 0) - counts
+        slot = centre * width + torch.arange(centre.shape[0], device=centre.device) - start.index_select(0, centre)
+        padded_y = harmonics.new_zeros(n_out * width, harmonics.shape[1]).index_copy(0, slot, harmonics)
+        padded_r = radial.new_zeros(n_out * width, radial.shape[1]).index_copy(0, slot, radial)
+        # one split per tensor: its backward assembles the gradient in one pass, where one
+        # slice per degree would each fill a zero tensor of the full size
+        ys = padded_y.view(n_out, width, -1).transpose(1, 2).split(self.degree_sizes, dim=1)
+        rs = padded_r.view(n_out, width, -1).split(self.channels, dim=2)
+        out: List[Tensor] = []
+        for l, (y_l, r_l) in enumerate(zip(ys, rs)):
+            out.append(torch.bmm(y_l, r_l) * self.inv_neighbors)
+        return out
+
+    def descriptors(self, edge_vectors: Tensor, edge_index: Tensor, species: Tensor, n_local: int = -1) -> Tensor:
+        """Raw (unstandardised) invariants [n_out, num_descriptors] of nodes ``0..n_out-1``,
+        ``n_out`` = ``n_local`` if in range, else all nodes."""
+        num_nodes = species.shape[0]
+        n_out = n_local if 0 <= n_local < num_nodes else num_nodes
+        if n_out < num_nodes:
+            keep = edge_index[0] < n_out
+            edge_vectors = edge_vectors[keep]
+            edge_index = edge_index[:, keep]
+        a = self.densities(edge_vectors, edge_index, species, n_out)
+        mixed: List[List[Tensor]] = []
+        for l, mixing in enumerate(self.mixings):
+            mixed.append(mixing(a[l]).split(self.channels, dim=-1))
+        features: List[Tensor] = [a[0][:, 0, :]]
+        for product in self.products:
+            features.append(product(mixed))
+        return torch.cat(features, dim=-1)
+
+    def forward(self, edge_vectors: Tensor, edge_index: Tensor, species: Tensor, n_local: int = -1) -> Tensor:
+        num_nodes = species.shape[0]
+        features = (self.descriptors(edge_vectors, edge_index, species, n_local) - self.feature_mean) / self.feature_std
+        n_out = features.shape[0]
+        centre = species[:n_out]
+        first = self.first(features).view(n_out, self.num_species, self.first_width)
+        first = first.gather(1, centre.view(-1, 1, 1).expand(n_out, 1, self.first_width)).squeeze(1)
+        energy = self.readout(first).squeeze(-1) * self.energy_scale + self.energy_shift.index_select(0, centre)
+        if n_out < num_nodes:
+            energy = torch.cat([energy, energy.new_zeros(num_nodes - n_out)])
+        return energy
+
+
+@torch.no_grad()
+def fit_feature_scaling(model: nn.Module, graphs: Sequence[Any], max_atoms: int = 20000) -> None:
+    """Scale every invariant by its root mean square over training graphs.
+
+    Graphs are taken in order until ``max_atoms`` atoms are seen. The invariants are divided by
+    their typical size, not standardised: subtracting the mean of an invariant that hardly
+    varies (the odd-degree densities of near-perfect crystals) and dividing by its tiny spread
+    would amplify round-off and any departure from the training structures by many orders of
+    magnitude. Invariants that vanish on every graph keep a divisor of 1.
+    """
+    rows, atoms = [], 0
+    for graph in graphs:
+        vectors = graph.edge_vectors.to(model.feature_mean.dtype)
+        rows.append(model.descriptors(vectors, graph.edge_index, graph.species))
+        atoms += int(graph.species.shape[0])
+        if atoms >= max_atoms:
+            break
+    if not rows:
+        return
+    rms = torch.cat(rows).pow(2).mean(0).sqrt()
+    floor = 1e-6 * float(rms.max()) if rms.numel() else 0.0
+    model.feature_mean.zero_()
+    model.feature_std.copy_(torch.where(rms > floor, rms, torch.ones_like(rms)))
+
+
+@dataclass(frozen=True)
+class ACEConfig:
+    """Hyperparameters of the ACE potential (``architecture: ace``, YAML section ``ace``).
+
+    Attributes:
+        channels: radial channels per spherical-harmonic degree.
+        lmax: highest spherical-harmonic degree, 0 to 3.
+        correlation: highest correlation order of the invariants (1: two-body, 2: three-body,
+            3: four-body).
+        num_basis: Bessel functions of the radial basis.
+        radial_hidden: hidden layer widths of the radial MLP (may be empty: linear).
+        hidden: hidden layer widths of the readout MLP (at least one).
+    """
+
+    channels: int = 16
+    lmax: int = 3
+    correlation: int = 3
+    num_basis: int = 8
+    radial_hidden: tuple[int, ...] = (32,)
+    hidden: tuple[int, ...] = (64, 64)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "radial_hidden", tuple(self.radial_hidden))
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        checks = [
+            (isinstance(self.channels, int) and self.channels >= 1, f"ace.channels must be a positive integer, got {self.channels!r}"),
+            (self.lmax in (0, 1, 2, 3), f"ace.lmax must be 0, 1, 2 or 3, got {self.lmax!r}"),
+            (self.correlation in (1, 2, 3), f"ace.correlation must be 1, 2 or 3, got {self.correlation!r}"),
+            (isinstance(self.num_basis, int) and self.num_basis >= 1, f"ace.num_basis must be a positive integer, got {self.num_basis!r}"),
+            (
+                all(isinstance(h, int) and h >= 1 for h in self.radial_hidden),
+                f"ace.radial_hidden must be positive layer widths, got {list(self.radial_hidden)}",
+            ),
+            (
+                len(self.hidden) >= 1 and all(isinstance(h, int) and h >= 1 for h in self.hidden),
+                f"ace.hidden must be one or more positive layer widths, got {list(self.hidden)}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+
+def model_kwargs(config: ACEConfig, stats: GraphStatistics) -> dict[str, Any]:
+    """Keyword arguments of :class:`ACEPotential` for ``config`` and the training set's statistics."""
+    return {
+        "num_species": len(stats.species),
+        "cutoff": stats.cutoff,
+        "channels": config.channels,
+        "lmax": config.lmax,
+        "num_basis": config.num_basis,
+        "radial_hidden": [int(h) for h in config.radial_hidden],
+        "hidden": [int(h) for h in config.hidden],
+        "correlation": config.correlation,
+        "avg_num_neighbors": stats.mean_neighbours,
+        "energy_shift": list(stats.energy_shift),
+        "energy_scale": stats.force_scale,
+    }
+
+
+ARCHITECTURE = Architecture(
+    name="ace",
+    section="ace",
+    config=ACEConfig,
+    network=ACEPotential,
+    model_kwargs=model_kwargs,
+    deployed=DeployedEnergyModel,
+    prepare=fit_feature_scaling,
+)
