@@ -6,7 +6,7 @@ reflections and relabelling of atoms; forces and stress against ASE's finite dif
 smoothness at the cutoff; pair_style scalelink against the ASE calculator (orthogonal,
 triclinic and small cells, 1, 2 and 4 ranks, newton on and off, float64 and float32, ranks
 without atoms), per-atom virials, LAMMPS' ``fix numdiff``; NVE energy drift of a model trained
-on real DFT data of silicon.
+on real DFT data of silicon; on a GPU, CUDA against CPU.
 """
 
 from __future__ import annotations
@@ -343,3 +343,52 @@ def test_nve_conserves_energy_with_a_silicon_model(silicon_model, tmp_path) -> N
     time_ps = step * 0.001
     slope = np.polyfit(time_ps, total / len(atoms), 1)[0]
     assert abs(slope) < 1e-5, f"energy drift {slope:.2e} eV/atom/ps"
+
+
+@pytest.mark.gpu
+@pytest.mark.lammps
+@pytest.mark.mpi
+@pytest.mark.parametrize("dtype,ranks", [("float64", 1), ("float64", 2), ("float32", 1)])
+def test_cuda_matches_cpu(ace_files, tmp_path, dtype, ranks) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device: the ACE model's CUDA path runs only where a GPU is present")
+    model = ace_files[dtype]
+    write_data(_structure("triclinic", seed=8), tmp_path / "in.data", SPECIES)
+    results = {}
+    for device in ("cpu", "cuda"):
+        pair = ["--pair", f"pair_style scalelink device {device} share_gpu yes", f"pair_coeff * * {model} Cu Ni"]
+        proc = run_driver(
+            tmp_path / "in.data", model, SPECIES, tmp_path / f"{device}.npz", ranks=ranks,
+            extra=[*pair, "--per-atom-virial"],
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        results[device] = np.load(tmp_path / f"{device}.npz")
+    tol = {"float64": 1e-9, "float32": 1e-4}[dtype]
+    for name in ("forces", "pe_atom", "virial", "atomic_virial"):
+        scale = np.abs(results["cpu"][name]).max()
+        np.testing.assert_allclose(results["cuda"][name], results["cpu"][name], rtol=0, atol=tol * scale, err_msg=name)
+
+
+@pytest.mark.lammps
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_committee_of_ace_members_matches_ase(tmp_path, ranks) -> None:
+    """Three ACE members as one committee file: LAMMPS energies, forces and force deviations
+    equal the ASE calculator's, and the members disagree (the deviation is not trivially 0)."""
+    from scalelink.bridge.ase import ScaleLinkCalculator
+    from scalelink.training.export import export_committee
+
+    path = str(tmp_path / "committee.pt")
+    export_committee([_potential(seed) for seed in (4, 5, 6)], SPECIES, path)
+    atoms = write_data(_structure("triclinic", seed=3), tmp_path / "in.data", SPECIES)
+    proc = run_driver(tmp_path / "in.data", path, SPECIES, tmp_path / "out.npz", ranks=ranks, extra=["--deviation", "all"])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    got = np.load(tmp_path / "out.npz")
+    reference = atoms.copy()
+    reference.calc = ScaleLinkCalculator(path)
+    reference.get_potential_energy()
+    want = reference.calc.results
+    assert np.abs(want["forces_deviation"]).max() > 1e-3
+    assert float(got["energy"]) == pytest.approx(float(want["energy"]), rel=1e-8)
+    _close(got["forces"], want["forces"], 1e-8)
+    _close(got["forces_deviation"], want["forces_deviation"], 1e-8)
