@@ -98,7 +98,7 @@ def train_committee(
         raise ConfigError(f"bootstrap must be a fraction in (0, 1], got {bootstrap}")
     out = os.fspath(out)
     os.makedirs(out, exist_ok=True)
-    frames = read_structures(config.data)
+    frames = read_structures(config.data, config.species)
     species = list(config.species) if config.species else infer_species(frames)
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(len(frames))
