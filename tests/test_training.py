@@ -126,8 +126,10 @@ def test_resume_after_kill_matches_an_uninterrupted_run(reference_data: str, tmp
 
     killed = tmp_path / "killed"
     scalelink = Path(sys.executable).with_name("scalelink")
+    # the same intra-op thread count as this process: reductions, and so the weights, depend on it
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
     proc = subprocess.Popen([str(scalelink), "train", str(small), *args, "--out", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         try:

@@ -333,13 +333,13 @@ class ACEPotential(nn.Module):
 
 @torch.no_grad()
 def fit_feature_scaling(model: nn.Module, graphs: Sequence[Any], max_atoms: int = 20000) -> None:
-    """Scale every invariant by its root mean square over training graphs.
+    """Standardise the invariants with their mean and spread over training graphs.
 
-    Graphs are taken in order until ``max_atoms`` atoms are seen. The invariants are divided by
-    their typical size, not standardised: subtracting the mean of an invariant that hardly
-    varies (the odd-degree densities of near-perfect crystals) and dividing by its tiny spread
-    would amplify round-off and any departure from the training structures by many orders of
-    magnitude. Invariants that vanish on every graph keep a divisor of 1.
+    Graphs are taken in order until ``max_atoms`` atoms are seen. The spread is floored at
+    1e-3 of the invariant's root mean square: an invariant that hardly varies in the training
+    set (the odd-degree densities of near-perfect crystals) divided by its own tiny spread
+    amplified round-off by 10⁸ and made the model hypersensitive to structures unlike its
+    training set. Invariants that vanish on every graph keep a divisor of 1.
     """
     rows, atoms = [], 0
     for graph in graphs:
@@ -350,10 +350,12 @@ def fit_feature_scaling(model: nn.Module, graphs: Sequence[Any], max_atoms: int 
             break
     if not rows:
         return
-    rms = torch.cat(rows).pow(2).mean(0).sqrt()
-    floor = 1e-6 * float(rms.max()) if rms.numel() else 0.0
-    model.feature_mean.zero_()
-    model.feature_std.copy_(torch.where(rms > floor, rms, torch.ones_like(rms)))
+    features = torch.cat(rows)
+    rms = features.pow(2).mean(0).sqrt()
+    spread = features.std(0, unbiased=False) if features.shape[0] > 1 else torch.zeros_like(rms)
+    vanishing = rms <= 1e-6 * float(rms.max())
+    model.feature_mean.copy_(torch.where(vanishing, torch.zeros_like(rms), features.mean(0)))
+    model.feature_std.copy_(torch.where(vanishing, torch.ones_like(rms), torch.maximum(spread, 1e-3 * rms)))
 
 
 @dataclass(frozen=True)

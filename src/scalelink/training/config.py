@@ -94,9 +94,15 @@ class TrainConfig:
         out: run folder (checkpoints, metrics, plots).
         batch_size: structures per optimisation step.
         learning_rate: initial Adam learning rate.
-        lr_final: ratio of the last to the initial learning rate; the rate decays
-            exponentially with the run's progress, the larger of epochs done / ``epochs``
-            and seconds spent / ``time_limit``, so a time-limited run anneals fully too.
+        lr_final: the lowest learning rate, as a fraction of the initial one.
+        lr_schedule: ``"plateau"``: the rate is multiplied by ``lr_factor`` whenever the
+            validation loss has not improved for ``lr_patience`` epochs (since the last
+            improvement or reduction); ``"exponential"``: the rate decays exponentially to
+            ``lr_final`` with the run's progress, the larger of epochs done / ``epochs`` and
+            seconds spent / ``time_limit``. On real DFT data the plateau schedule reached
+            lower errors within the same time: the exponential one spends half of a budget
+            below a tenth of the initial rate.
+        lr_patience, lr_factor: of the plateau schedule.
         patience: epochs without validation improvement before stopping early.
         ema_decay: the network validated, checkpointed and deployed is an exponential
             moving average of the trained weights with this decay per step (0: the weights
@@ -131,6 +137,9 @@ class TrainConfig:
     batch_size: int = 4
     learning_rate: float = 5e-3
     lr_final: float = 0.01
+    lr_schedule: str = "plateau"
+    lr_patience: int = 5
+    lr_factor: float = 0.8
     patience: int = 40
     ema_decay: float = 0.99
     validation_fraction: float = 0.1
@@ -152,6 +161,12 @@ class TrainConfig:
             (self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}"),
             (self.learning_rate > 0.0, f"learning_rate must be positive, got {self.learning_rate}"),
             (0.0 < self.lr_final <= 1.0, f"lr_final must be in (0, 1], got {self.lr_final}"),
+            (
+                self.lr_schedule in ("plateau", "exponential"),
+                f"lr_schedule must be plateau or exponential, got {self.lr_schedule!r}",
+            ),
+            (self.lr_patience >= 1, f"lr_patience must be at least 1, got {self.lr_patience}"),
+            (0.0 < self.lr_factor < 1.0, f"lr_factor must be in (0, 1), got {self.lr_factor}"),
             (0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1), got {self.ema_decay}"),
             (self.time_limit is None or self.time_limit > 0, f"time_limit must be positive, got {self.time_limit}"),
             (self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got {self.dtype!r}"),
