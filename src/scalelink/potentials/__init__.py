@@ -4,18 +4,21 @@ its configuration section and how it is built and deployed; :mod:`.registry` lis
 Typical use::
 
     from scalelink.potentials import registry
-    architecture = registry.get("gnn")
+    architecture = registry.get("ace")
 """
 
 from __future__ import annotations
 
 from . import registry
+from .ace import ACEConfig, ACEPotential
 from .architecture import Architecture, GraphStatistics
 from .behler_parrinello import BehlerParrinelloConfig, BehlerParrinelloPotential, fit_feature_scaling
 from .deployed import DeployedCommittee, DeployedEnergyModel, DeployedPotential, forces_and_virial
 from .gnn import GNNPotential, ModelConfig
 
 __all__ = [
+    "ACEConfig",
+    "ACEPotential",
     "Architecture",
     "BehlerParrinelloConfig",
     "BehlerParrinelloPotential",
