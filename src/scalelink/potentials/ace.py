@@ -339,7 +339,9 @@ def fit_feature_scaling(model: nn.Module, graphs: Sequence[Any], max_atoms: int 
     1e-3 of the invariant's root mean square: an invariant that hardly varies in the training
     set (the odd-degree densities of near-perfect crystals) divided by its own tiny spread
     amplified round-off by 10⁸ and made the model hypersensitive to structures unlike its
-    training set. Invariants that vanish on every graph keep a divisor of 1.
+    training set. It is also floored at 1e-6, the divisor with which the high-order products
+    (spreads down to 1e-9) trained best on the mlearn Si set. Invariants that vanish on every
+    graph keep a divisor of 1.
     """
     rows, atoms = [], 0
     for graph in graphs:
@@ -353,9 +355,12 @@ def fit_feature_scaling(model: nn.Module, graphs: Sequence[Any], max_atoms: int 
     features = torch.cat(rows)
     rms = features.pow(2).mean(0).sqrt()
     spread = features.std(0, unbiased=False) if features.shape[0] > 1 else torch.zeros_like(rms)
-    vanishing = rms <= 1e-6 * float(rms.max())
+    # invariants of different body order differ by many orders of magnitude: only those that
+    # are zero on every graph count as vanishing
+    vanishing = rms <= torch.finfo(rms.dtype).tiny
     model.feature_mean.copy_(torch.where(vanishing, torch.zeros_like(rms), features.mean(0)))
-    model.feature_std.copy_(torch.where(vanishing, torch.ones_like(rms), torch.maximum(spread, 1e-3 * rms)))
+    floor = torch.maximum(1e-3 * rms, torch.full_like(rms, 1e-6))
+    model.feature_std.copy_(torch.where(vanishing, torch.ones_like(rms), torch.maximum(spread, floor)))
 
 
 @dataclass(frozen=True)

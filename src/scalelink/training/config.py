@@ -140,7 +140,7 @@ class TrainConfig:
     lr_schedule: str = "plateau"
     lr_patience: int = 5
     lr_factor: float = 0.8
-    patience: int = 40
+    patience: int = 100
     ema_decay: float = 0.99
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
