@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ase import Atoms
 from ase.build import bulk
 
 from lammps_utils import ase_reference, run_driver, write_data
+from test_behler_parrinello import _sheared_slab
 from test_lammps_parallel import _slab
 from test_lammps_vs_ase import _close, _structure
 
@@ -267,21 +267,6 @@ def test_ranks_without_atoms(ace_files, tmp_path, newton) -> None:
     assert float(got["energy"]) == pytest.approx(want["energy"], rel=1e-8)
     _close(got["forces"], want["forces"], 1e-8)
     _close(got["virial"], want["virial"], 1e-8)
-
-
-def _sheared_slab(seed: int) -> Atoms:
-    """16 atoms in a triclinic cell thinner than the cutoff along z."""
-    rng = np.random.default_rng(seed)
-    atoms = bulk("Cu", "fcc", a=3.58, cubic=True).repeat((2, 2, 1))
-    atoms.symbols = list(rng.choice(SPECIES, size=len(atoms)))
-    cell = atoms.cell[:].copy()
-    cell[1, 0] += 0.8
-    cell[2, 0] -= 0.5
-    cell[2, 1] += 0.6
-    atoms.set_cell(cell, scale_atoms=True)
-    atoms.positions += rng.normal(scale=0.07, size=atoms.positions.shape)
-    atoms.wrap()
-    return atoms
 
 
 @pytest.mark.lammps
