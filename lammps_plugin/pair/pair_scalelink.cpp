@@ -23,8 +23,14 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <thread>
+
+#ifdef __linux__
+#include <sched.h>
+#endif
 
 #ifdef __GLIBC__
+#include <dlfcn.h>
 #include <malloc.h>
 #endif
 
@@ -34,7 +40,7 @@ using namespace LAMMPS_NS;
 
 PairScaleLink::PairScaleLink(LAMMPS *lmp) :
     Pair(lmp), cutoff(0.0), num_layers(0), device_request("cpu"), share_gpu(false),
-    ghost_request("exchange"), ghost_given(false), exchange(false), cutghostuser_before(-1.0),
+    ghost_request("exchange"), heap_request("auto"), ghost_given(false), exchange(false), cutghostuser_before(-1.0),
     cutghostuser_set(0.0), n_local_nodes(0), ghost_stride(0), num_features(0),
     deviation_timestep(-1), comm_rows(nullptr), comm_stride(0)
 {
@@ -83,18 +89,20 @@ void PairScaleLink::allocate()
 
 void PairScaleLink::settings(int narg, char **arg)
 {
-  std::string device = "cpu", ghost = "exchange";
+  std::string device = "cpu", ghost = "exchange", heap = "auto";
   bool share = false, ghost_keyword = false;
   for (int iarg = 0; iarg < narg; iarg += 2) {
     const std::string keyword = arg[iarg];
     const char *allowed = keyword == "device"      ? "cpu, cuda or auto"
                           : keyword == "share_gpu" ? "yes or no"
                           : keyword == "ghost"     ? "exchange or full"
+                          : keyword == "heap"      ? "auto, keep or release"
                                                    : nullptr;
     if (!allowed)
       error->all(FLERR,
                  "Unknown pair_style scalelink keyword '{}': allowed keywords are device "
-                 "(cpu, cuda, auto), share_gpu (yes, no) and ghost (exchange, full)",
+                 "(cpu, cuda, auto), share_gpu (yes, no), ghost (exchange, full) and heap "
+                 "(auto, keep, release)",
                  keyword);
     if (iarg + 1 >= narg)
       error->all(FLERR, "pair_style scalelink keyword {} needs a value: {}", keyword, allowed);
@@ -106,10 +114,13 @@ void PairScaleLink::settings(int narg, char **arg)
     } else if (keyword == "share_gpu") {
       known = value == "yes" || value == "no";
       share = value == "yes";
-    } else {
+    } else if (keyword == "ghost") {
       known = value == "exchange" || value == "full";
       ghost = value;
       ghost_keyword = true;
+    } else {
+      known = value == "auto" || value == "keep" || value == "release";
+      heap = value;
     }
     if (!known)
       error->all(FLERR, "pair_style scalelink {} '{}' is not known: use {}", keyword, value, allowed);
@@ -121,6 +132,7 @@ void PairScaleLink::settings(int narg, char **arg)
   share_gpu = share;
   ghost_request = ghost;
   ghost_given = ghost_keyword;
+  heap_request = heap;
 }
 
 /* ----------------------------------------------------------------------
@@ -158,29 +170,6 @@ void PairScaleLink::coeff(int narg, char **arg)
                      units.model_units, units.lammps_units, units.length_to_model,
                      units.energy_to_lammps, units.force_to_lammps, cutoff);
   }
-}
-
-/* ----------------------------------------------------------------------
-   Every step the model allocates and frees the same large tensors (tens of MB at a few
-   thousand atoms). glibc returns such blocks to the system on free and the next step
-   faults them in again, page by page, which cost as much as the model's arithmetic. Kept
-   on the heap instead, they are reused: blocks up to 32 MB (glibc's largest allowed
-   threshold) come from the heap, and freed memory is not trimmed. The process keeps its
-   peak memory. A user's own malloc settings (environment) take precedence.
-------------------------------------------------------------------------- */
-
-static bool keep_freed_memory()
-{
-#ifdef __GLIBC__
-  const char *tunables = std::getenv("GLIBC_TUNABLES");
-  if (std::getenv("MALLOC_MMAP_THRESHOLD_") || std::getenv("MALLOC_TRIM_THRESHOLD_") ||
-      (tunables && std::strstr(tunables, "glibc.malloc.")))
-    return false;
-  return mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) == 1 &&
-      mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max()) == 1;
-#else
-  return false;
-#endif
 }
 
 /* ----------------------------------------------------------------------
@@ -233,15 +222,129 @@ void PairScaleLink::load_model(const std::string &file)
   local_member_energy.assign(members > 1 ? members : 0, 0.0);
   deviation_timestep = -1;
 
-  // One torch thread pool per rank oversubscribes the cores under mpirun unless the user
-  // chose a thread count.
-  if (!std::getenv("OMP_NUM_THREADS") && comm->nprocs > 1) ScaleLink::set_torch_num_threads(1);
+  set_torch_threads();
+  if (device == "cpu") manage_heap();
+}
+
+/* ----------------------------------------------------------------------
+   The MPI job's ranks on this node, from the launcher's environment (Hydra: MPICH, Intel
+   MPI; Open MPI; MVAPICH2; Cray PALS), else all ranks of MPI_COMM_WORLD (a local query, no
+   collective: instances on MPI_COMM_SELF are created by some ranks only). The same list is
+   in scalelink.bridge.inference.
+------------------------------------------------------------------------- */
+
+static int job_ranks_on_node()
+{
+  for (const char *name : {"MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "MV2_COMM_WORLD_LOCAL_SIZE",
+                           "PALS_LOCAL_SIZE"}) {
+    const char *value = std::getenv(name);
+    if (value && std::atoi(value) > 0) return std::atoi(value);
+  }
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  return size;
+}
+
+/* ----------------------------------------------------------------------
+   The CPUs this process may run on (its affinity mask, as the launcher bound it).
+------------------------------------------------------------------------- */
+
+static int usable_cpus()
+{
+  const int machine = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+#ifdef __linux__
+  cpu_set_t mask;
+  if (sched_getaffinity(0, sizeof(mask), &mask) == 0) return std::max(1, std::min(machine, CPU_COUNT(&mask)));
+#endif
+  return machine;
+}
+
+/* ----------------------------------------------------------------------
+   Torch threads of this rank. torch's thread count is process-wide, shared with whatever
+   else in the process uses torch, so it is only ever lowered, and only where it would
+   oversubscribe the cores; OMP_NUM_THREADS, the user's explicit choice, is kept as it is.
+   Several ranks in this instance: 1 thread each (the ranks are LAMMPS' parallelism). One
+   rank, but N ranks of the MPI job on this node (an instance on MPI_COMM_SELF in every rank
+   of an FE² mpirun): at most the rank's share of the node's cores.
+------------------------------------------------------------------------- */
+
+void PairScaleLink::set_torch_threads()
+{
+  const int before = ScaleLink::torch_num_threads();
+  std::string why;
+  if (std::getenv("OMP_NUM_THREADS")) {
+    why = "OMP_NUM_THREADS is set";
+  } else if (comm->nprocs > 1) {
+    ScaleLink::set_torch_num_threads(1);
+    why = fmt::format("one per MPI rank of this LAMMPS instance ({} ranks); set OMP_NUM_THREADS to "
+                      "choose", comm->nprocs);
+  } else if (const int ranks = job_ranks_on_node(); ranks > 1) {
+    const int cpus = usable_cpus(), machine = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    const int share = std::max(1, std::min(cpus, machine / ranks));
+    if (before > share) ScaleLink::set_torch_num_threads(share);
+    why = fmt::format("at most this rank's share of the node: {} MPI ranks of the job on {} cores, "
+                      "{} usable by this rank, torch had {}; set OMP_NUM_THREADS to choose",
+                      ranks, machine, cpus, before);
+  } else {
+    why = "torch's default for a serial run; set OMP_NUM_THREADS to choose";
+  }
   if (comm->me == 0)
-    utils::logmesg(lmp, "ScaleLink: torch uses {} thread(s) per MPI rank\n",
-                   ScaleLink::torch_num_threads());
-  if (device == "cpu" && keep_freed_memory() && comm->me == 0)
-    utils::logmesg(lmp, "ScaleLink: freed memory stays on the heap for reuse (malloc mmap "
-                        "threshold 32 MB, no trimming)\n");
+    utils::logmesg(lmp, "ScaleLink: torch uses {} thread(s) per MPI rank ({})\n",
+                   ScaleLink::torch_num_threads(), why);
+}
+
+/* ----------------------------------------------------------------------
+   True when a Python interpreter runs in this process: LAMMPS was created by the lammps
+   module (a FEniCSx, FE² or ASE script), not by the lmp executable.
+------------------------------------------------------------------------- */
+
+#ifdef __GLIBC__
+static bool inside_python()
+{
+  using IsInitialized = int (*)();
+  auto is_initialized = reinterpret_cast<IsInitialized>(dlsym(RTLD_DEFAULT, "Py_IsInitialized"));
+  return is_initialized && is_initialized() != 0;
+}
+#endif
+
+/* ----------------------------------------------------------------------
+   Every step the model allocates and frees the same large tensors (tens of MB at a few
+   thousand atoms). glibc returns such blocks to the system on free and the next step
+   faults them in again, page by page, which cost as much as the model's arithmetic. Kept
+   on the heap instead (pair_style ... heap keep), they are reused: blocks up to 32 MB
+   (glibc's largest allowed threshold) come from the heap, and freed memory is not trimmed.
+   The process keeps its peak memory, whatever else runs in it: so heap auto keeps only when
+   LAMMPS is its own program, not inside a Python interpreter (e.g. a dolfinx process that
+   holds its own large, short-lived arrays). A user's own malloc settings (environment) take
+   precedence over everything.
+------------------------------------------------------------------------- */
+
+void PairScaleLink::manage_heap()
+{
+  std::string said;
+#ifdef __GLIBC__
+  const char *tunables = std::getenv("GLIBC_TUNABLES");
+  const bool keep = heap_request == "keep" || (heap_request == "auto" && !inside_python());
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") || std::getenv("MALLOC_TRIM_THRESHOLD_") ||
+      (tunables && std::strstr(tunables, "glibc.malloc."))) {
+    said = "the environment sets malloc options: they are used as they are";
+  } else if (!keep) {
+    said = heap_request == "release"
+        ? "heap release: malloc's settings are left as they are"
+        : "heap auto inside a Python process: malloc's settings are left as they are (add `heap "
+          "keep` to pair_style to keep freed memory on the heap for reuse, process-wide)";
+  } else if (mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) == 1 &&
+             mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max()) == 1) {
+    said = fmt::format("heap {}: freed memory stays on the heap for reuse, process-wide (malloc mmap "
+                       "threshold 32 MB, no trimming; `heap release` leaves malloc alone)",
+                       heap_request);
+  } else {
+    said = "glibc refused the malloc settings (mallopt): they are left as they are";
+  }
+#else
+  said = "not glibc: malloc's settings are left as they are";
+#endif
+  if (comm->me == 0) utils::logmesg(lmp, "ScaleLink: {}\n", said);
 }
 
 /* ----------------------------------------------------------------------

@@ -2,6 +2,7 @@
    ScaleLink: pair_style scalelink, graph-neural-network potentials exported to TorchScript.
 
      pair_style scalelink [device cpu|cuda|auto] [share_gpu no|yes] [ghost exchange|full]
+                          [heap auto|keep|release]
      pair_coeff * * model.pt Cu Ni      (one species name or NULL per atom type)
 
    device: where the model runs (default cpu). With cuda every MPI rank takes the GPU of its
@@ -23,10 +24,20 @@
    their owners by reverse communication.
 
    On CPU the model runs as plain inference: weights frozen, TorchScript's graph optimiser
-   off (it has no CPU fuser, and its differentiable subgraphs keep more activations alive),
-   and freed memory kept on the heap for the next step (glibc mallopt, process-wide, unless
-   the environment sets malloc options): the model allocates and frees the same large
-   tensors every step, and faulting them in afresh cost as much as its arithmetic.
+   off (it has no CPU fuser, and its differentiable subgraphs keep more activations alive).
+
+   heap: what happens to the memory the model frees every step. keep: it stays on the heap
+   for the next step (glibc mallopt, process-wide, for the rest of the process): the model
+   allocates and frees the same large tensors every step, and faulting them in afresh cost
+   as much as its arithmetic. release: malloc's settings are left alone. auto (default):
+   keep when LAMMPS is its own program (the lmp executable), release when it runs inside a
+   Python interpreter (the lammps module in a FEniCSx, FE² or ASE script), whose memory
+   belongs to the host program. Malloc options in the environment always win.
+
+   Torch threads per MPI rank (CPU), unless OMP_NUM_THREADS is set: 1 when this LAMMPS
+   instance has several ranks; when it has one rank but the MPI job has N ranks on the
+   node (an instance on MPI_COMM_SELF in each rank of an FE² mpirun), at most cores / N,
+   never raised above what the process had; torch's default for a serial run.
 
    Units: the model declares its own (metal); runs in units real or si are converted
    automatically, other unit styles are refused.
@@ -96,6 +107,7 @@ class PairScaleLink : public Pair {
   std::string device_request;    // "cpu" | "cuda" | "auto", from pair_style
   bool share_gpu;
   std::string ghost_request;    // "exchange" | "full", from pair_style
+  std::string heap_request;     // "auto" | "keep" | "release", from pair_style
   bool ghost_given;             // ... or the default
   bool exchange;                // features exchanged between layers in this run
   std::string ghost_logged;     // the mode last written to the log
@@ -142,6 +154,8 @@ class PairScaleLink : public Pair {
   void allocate();
   void load_model(const std::string &file);
   std::string select_device();
+  void set_torch_threads();
+  void manage_heap();
   void map_species(int narg, char **arg);
   void choose_ghost_mode();
   void restore_ghost_cutoff();

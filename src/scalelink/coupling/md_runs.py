@@ -221,6 +221,7 @@ def run_patch_test(link: CouplingLink, strip: WaveStrip, stiffness: np.ndarray, 
         stats = run_coupled(link, part, continuum=continuum, atoms=atoms, spin_seconds=spin_seconds)
         total.seconds += stats.seconds
         total.rebuilds += stats.rebuilds
+        total.fe_path, total.fe_path_reason = stats.fe_path, stats.fe_path_reason
     atom = (atoms.max_free_force(), *atoms.max_deviation(affine)) if atoms is not None else (0.0, 0.0, 0.0)
     node = (continuum.node_force(), *continuum.max_deviation(affine)) if continuum is not None else (0.0, 0.0, 0.0)
     if atoms is not None:
