@@ -24,11 +24,11 @@ import traceback
 import mpi4py.MPI as MPI
 import numpy as np
 
-from scalelink.coupling.exchange import split_world
+from scalelink.coupling.exchange import TAG_FORCES, TAG_KINEMATICS, TAG_REPLY, split_world
+from scalelink.coupling.md_atoms import KINEMATICS
 
 STEPS, DT = 300, 0.005
 F0, K, V = np.array([0.3, -0.2]), 0.5, np.array([0.5, 0.2])
-TAGS = (7311, 7312, 7313)
 SETUP = """units lj
 dimension 2
 boundary p p p
@@ -63,9 +63,9 @@ def continuum(comm, band_ids: np.ndarray, pad_ids: np.ndarray) -> None:  # type:
     for n in range(STEPS + 1):
         got, sources, status = 0, [], MPI.Status()
         while got < len(wanted):
-            comm.Probe(source=MPI.ANY_SOURCE, tag=TAGS[0], status=status)
-            rows = np.empty((status.Get_count(MPI.DOUBLE) // 5, 5))
-            comm.Recv([rows, MPI.DOUBLE], source=status.Get_source(), tag=TAGS[0])
+            comm.Probe(source=MPI.ANY_SOURCE, tag=TAG_KINEMATICS, status=status)
+            rows = np.empty((status.Get_count(MPI.DOUBLE) // KINEMATICS, KINEMATICS))
+            comm.Recv([rows, MPI.DOUBLE], source=status.Get_source(), tag=TAG_KINEMATICS)
             sources.append((status.Get_source(), rows))
             got += len(rows)
         ids = np.concatenate([rows[:, 0] for _, rows in sources]).astype(np.int64)
@@ -75,10 +75,10 @@ def continuum(comm, band_ids: np.ndarray, pad_ids: np.ndarray) -> None:  # type:
             if np.any(np.diff(rows[:, 0]) <= 0):
                 raise SystemExit(f"exchange {n}: rows from rank {source} are not in ID order")
             forces = np.empty((len(rows), 2))
-            comm.Recv([forces, MPI.DOUBLE], source=source, tag=TAGS[1])
+            comm.Recv([forces, MPI.DOUBLE], source=source, tag=TAG_FORCES)
             pad = np.array([int(i) in is_pad for i in rows[:, 0]])
             reply = np.where(pad[:, None], (n + 1) * DT * V, F0 - K * rows[:, 1:3])
-            comm.Send([np.ascontiguousarray(reply), MPI.DOUBLE], dest=source, tag=TAGS[2])
+            comm.Send([np.ascontiguousarray(reply), MPI.DOUBLE], dest=source, tag=TAG_REPLY)
 
 
 def owned(lmp) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]

@@ -79,6 +79,8 @@ def test_compiled_critical_path_matches_the_petsc_path(strip_continuum, shuffled
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from mpi4py import MPI
 
+    from scalelink.coupling.exchange import TAG_FORCES, TAG_REPLY
+
     c = strip_continuum
     comm = MPI.COMM_SELF.Dup()
     dt = c.strip.time_step
@@ -102,7 +104,8 @@ def test_compiled_critical_path_matches_the_petsc_path(strip_continuum, shuffled
         sent = np.ascontiguousarray(f[rows] if shuffled else f)
         path.post([(0, 0, n)], rows)
         back = np.empty((n, 2))
-        requests = [comm.Irecv([back, MPI.DOUBLE], source=0, tag=7313), comm.Isend([sent, MPI.DOUBLE], dest=0, tag=7312)]
+        requests = [comm.Irecv([back, MPI.DOUBLE], source=0, tag=TAG_REPLY),
+                    comm.Isend([sent, MPI.DOUBLE], dest=0, tag=TAG_FORCES)]
         reply = np.empty(2 * n)
         path.complete(c._g.array, c._reply_pre.array, c._lam.array, kick, c.atom_mass, reply=reply)
         MPI.Request.Waitall(requests)

@@ -77,6 +77,7 @@ def test_good_input_runs(model_files, tmp_path, ranks) -> None:
         ("missing_file", r"no_such_model\.pt"),
         ("corrupt_file", r"corrupt\.pt"),
         ("future_version", r"format version 99"),
+        ("repeated_species", r"repeated\.pt: .*'species'.*'Cu' is repeated"),
         ("wrong_units", r"units lj"),
         ("too_few_species", r"pair_coeff"),
         ("bad_keyword", r"nonsense"),
@@ -96,6 +97,10 @@ def test_bad_input_gives_one_clear_error(model_files, tmp_path, ranks, case, pat
         fields["model"] = str(tmp_path / "corrupt.pt")
     elif case == "future_version":
         fields["model"] = _with_metadata(model, tmp_path / "future.pt", **{keys.FORMAT_VERSION: 99})
+    elif case == "repeated_species":
+        # written around the Python writer, which refuses it; types 1 and 2 both Cu would otherwise run
+        fields["model"] = _with_metadata(model, tmp_path / "repeated.pt", **{keys.SPECIES_NAMES: ["Cu", "Cu"]})
+        fields["species"] = "Cu Cu"
     elif case == "wrong_units":
         fields["units"] = "lj"
     elif case == "too_few_species":

@@ -14,6 +14,7 @@
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/cuda.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -140,6 +141,11 @@ namespace {
                        "model of kind 'potential'");
 
     md.species = string_list(meta, Keys::SPECIES_NAMES, path);
+    // a repeated symbol would make pair_coeff's species-to-type mapping ambiguous
+    for (auto it = md.species.begin(); it != md.species.end(); ++it)
+      if (std::find(md.species.begin(), it, *it) != it)
+        bad_field(path, Keys::SPECIES_NAMES, "a list of distinct chemical symbols ('" + *it + "' is repeated)",
+                  meta.at(Keys::SPECIES_NAMES));
 
     const json &cutoff = require(meta, Keys::CUTOFF, path);
     if (!cutoff.is_number() || !(cutoff.get<double>() > 0.0))

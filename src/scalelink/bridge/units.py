@@ -11,12 +11,34 @@ from typing import Final
 
 from .errors import UnitsError
 
-__all__ = ["LAMMPS_UNIT_STYLES", "UnitStyle", "conversion_to_metal", "unit_style"]
+__all__ = [
+    "AMU_IN_MASS_UNIT",
+    "EV_PER_CUBIC_ANGSTROM_IN_GPA",
+    "LAMMPS_UNIT_STYLES",
+    "MVV2E",
+    "PRESSURE_IN_GPA",
+    "UnitStyle",
+    "conversion_to_metal",
+    "unit_style",
+]
 
-# Exact CODATA-derived constants used by LAMMPS' `update.cpp`.
+# Exact CODATA-derived constants used by LAMMPS' `update.cpp`. The plugin's
+# lammps_plugin/model/scalelink_units.cpp holds the same; tests/test_contracts.py checks both.
 _EV_IN_KCAL_PER_MOL: Final = 23.060549
 _EV_IN_JOULE: Final = 1.602176634e-19
 _ANGSTROM_IN_METRE: Final = 1.0e-10
+
+MVV2E: Final = 1.0364269e-4
+"""LAMMPS ``metal`` mvv2e: (g/mol)·(Å/ps)² in eV."""
+
+EV_PER_CUBIC_ANGSTROM_IN_GPA: Final = _EV_IN_JOULE / _ANGSTROM_IN_METRE**3 * 1.0e-9
+"""A stress of 1 eV/Å³ in GPa (160.2176634)."""
+
+PRESSURE_IN_GPA: Final = {"metal": 1.0e-4, "real": 1.01325e-4, "si": 1.0e-9}
+"""One pressure unit of each LAMMPS unit style (bar, atm, Pa) in GPa."""
+
+AMU_IN_MASS_UNIT: Final = {"metal": 1.0, "real": 1.0, "si": 1.66053906660e-27}
+"""One atomic mass unit in each LAMMPS unit style's mass unit (g/mol, g/mol, kg)."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import numpy as np
 from mpi4py import MPI
 
 from scalelink.bridge.errors import ConfigError, DataError
+from scalelink.bridge.units import MVV2E
 
 from .lattice import LennardJones2D
 
@@ -35,9 +36,6 @@ __all__ = [
     "lammps_chain_forces",
     "lammps_dispersion_samples",
 ]
-
-MVV2E = 1.0364269e-4
-"""LAMMPS ``metal`` mvv2e: (g/mol)·(Å/ps)² in eV."""
 
 
 def _lj(potential: LennardJones2D, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -24,17 +24,33 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 import numpy as np
 from mpi4py import MPI
 
 from scalelink.bridge.errors import ConfigError, DataError
 
-__all__ = ["CouplingLink", "Role", "idle_barrier", "split_world", "transfer_by_id"]
+__all__ = [
+    "TAG_FORCES",
+    "TAG_KINEMATICS",
+    "TAG_REPLY",
+    "CouplingLink",
+    "Role",
+    "idle_barrier",
+    "split_world",
+    "transfer_by_id",
+]
 
 Role = Literal["fe", "md"]
 
+# MPI tags of the per-step messages (doubles, one row per band atom) between an MD rank's
+# `fix scalelink/couple` (lammps_plugin/fixes/fix_scalelink_couple.cpp) and an FE rank
+# (coupling.md, or its compiled path coupling/native/couple_kernel.cpp); tests/test_contracts.py
+# checks the C++ constants against these.
+TAG_KINEMATICS: Final = 7311  # MD -> FE: [id, u (dim), v (dim)]
+TAG_FORCES: Final = 7312  # MD -> FE: f (dim), rows in the order of the kinematics
+TAG_REPLY: Final = 7313  # FE -> MD: (dim) a force, or a pad atom's next displacement, same order
 
 
 @dataclass(frozen=True)

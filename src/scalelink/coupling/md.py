@@ -76,14 +76,13 @@ import numpy as np
 from mpi4py import MPI
 
 from scalelink.bridge.errors import ConfigError, DataError
-from .exchange import CouplingLink, idle_barrier, transfer_by_id
+from .exchange import TAG_FORCES, TAG_KINEMATICS, TAG_REPLY, CouplingLink, idle_barrier, transfer_by_id
 from .md_atoms import KINEMATICS, AtomisticStrip
 from .md_continuum import ContinuumStrip
 from .md_kernel import CriticalPath
 
 __all__ = ["RunStats", "route_atoms", "run_coupled"]
 
-_KINEMATICS, _FORCES, _REPLY = 7311, 7312, 7313  # the tags of fix scalelink/couple
 _NAP_SECONDS = 2e-5
 
 
@@ -136,7 +135,7 @@ class _FEChannel:
         while got < total:
             # the kinematics come at a steady rhythm: nap through most of the expected wait
             nap = max(0.0, 0.7 * self._expected_wait - 5e-5) if got == 0 else 0.0
-            _poll(lambda: self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=_KINEMATICS, status=status), self.spin, nap)
+            _poll(lambda: self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_KINEMATICS, status=status), self.spin, nap)
             count = status.Get_count(MPI.DOUBLE)
             n = count // KINEMATICS
             if count % KINEMATICS or got + n > total:
@@ -144,7 +143,7 @@ class _FEChannel:
                                 "rank routed atoms to it that it does not handle (the routing table is stale), or "
                                 f"sent rows of other than {KINEMATICS} values (a 2D run has [id, ux, uy, vx, vy])")
             source = status.Get_source()
-            self.comm.Recv([self.records[got:got + n], MPI.DOUBLE], source=source, tag=_KINEMATICS)
+            self.comm.Recv([self.records[got:got + n], MPI.DOUBLE], source=source, tag=TAG_KINEMATICS)
             self.sources.append((source, got, n))
             got += n
         self._expected_wait = 0.5 * self._expected_wait + 0.5 * (time.perf_counter() - begin)
@@ -166,7 +165,7 @@ class _FEChannel:
             self.kernel.post(self.sources, self._rows)
         else:
             self._force_requests = [
-                self.comm.Irecv([self.received_forces[start:start + n], MPI.DOUBLE], source=rank, tag=_FORCES)
+                self.comm.Irecv([self.received_forces[start:start + n], MPI.DOUBLE], source=rank, tag=TAG_FORCES)
                 for rank, start, n in self.sources]
 
     def collect_forces(self) -> None:
@@ -180,7 +179,7 @@ class _FEChannel:
         """Send :attr:`values` (continuum order) back to the MD ranks, each in the order it sent."""
         if self._rows is not None:
             self.reply[:] = self.values[self._rows]
-        self._reply_requests = [self.comm.Isend([self.reply[start:start + n], MPI.DOUBLE], dest=rank, tag=_REPLY)
+        self._reply_requests = [self.comm.Isend([self.reply[start:start + n], MPI.DOUBLE], dest=rank, tag=TAG_REPLY)
                                 for rank, start, n in self.sources]
 
     def finish(self) -> None:

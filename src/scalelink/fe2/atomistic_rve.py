@@ -30,17 +30,13 @@ from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers
 
 from scalelink.bridge.errors import ConfigError, ScaleLinkError
-from scalelink.bridge.units import unit_style
+from scalelink.bridge.units import AMU_IN_MASS_UNIT, PRESSURE_IN_GPA, unit_style
 
 from .micro import MicroModel, check_strain_batch
 from .tensors import PLANE_STRAIN_INDICES, mandel_from_tensor, tensor_from_mandel, validate_strain_size
 
 __all__ = ["AtomisticRVE"]
 
-# One pressure unit of each LAMMPS unit style, in GPa (bar, atm, Pa).
-_PRESSURE_IN_GPA = {"metal": 1.0e-4, "real": 1.01325e-4, "si": 1.0e-9}
-# One atomic mass unit in each style's mass unit (g/mol, g/mol, kg).
-_AMU_IN_MASS_UNIT = {"metal": 1.0, "real": 1.0, "si": 1.66053906660e-27}
 _STRESS_COMPUTE = "scalelink_rve_stress"
 
 
@@ -212,7 +208,7 @@ class AtomisticRVE(MicroModel):
         types = [lookup[s] for s in symbols]
         self._lmp.create_atoms(len(atoms), list(range(1, len(atoms) + 1)), types,
                                np.zeros(3 * len(atoms)).tolist())
-        amu = _AMU_IN_MASS_UNIT[self.units]
+        amu = AMU_IN_MASS_UNIT[self.units]
         for k, name in enumerate(names, start=1):
             self._command(f"mass {k} {atomic_masses[atomic_numbers[name]] * amu:.10g}")
         self._write_configuration(cell, self._reference_fractional)
@@ -308,7 +304,7 @@ class AtomisticRVE(MicroModel):
             self._command("run 0")
         pressure = np.asarray(self._lmp.numpy.extract_compute(_STRESS_COMPUTE, 0, 1), dtype=float)
         xx, yy, zz, xy, xz, yz = pressure[:6]
-        stress_lammps = -_PRESSURE_IN_GPA[self.units] * np.array(
+        stress_lammps = -PRESSURE_IN_GPA[self.units] * np.array(
             [[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]]
         )
         stress = rotation.T @ stress_lammps @ rotation

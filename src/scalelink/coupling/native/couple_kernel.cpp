@@ -18,8 +18,9 @@
    rows of `width` values (the components of a node) that share one scalar operator, so a
    solve is one forward and one backward sweep over the envelope with `width` right-hand sides.
 
-   Messages: doubles, tag 7312 (forces in) and 7313 (reply out), on the communicator whose
-   Fortran handle is given (the one fix scalelink/couple talks on).
+   Messages: doubles, tags TAG_FORCES (forces in) and TAG_REPLY (reply out) of
+   scalelink.coupling.exchange, on the communicator whose Fortran handle is given (the one fix
+   scalelink/couple talks on).
 
    Every function returns 0 on success or an MPI error code; nothing throws across the C ABI.
 ------------------------------------------------------------------------- */
