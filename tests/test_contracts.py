@@ -354,7 +354,7 @@ _UNIT_DIGITS = {
 _FACTOR_WORDS = {"MVV2E", "FTM2V", "NKTV2P", "QQR2E", "BOLTZ"}
 _UNIT_WORDS = {"GPA", "KBAR", "BAR", "ATM", "PA", "JOULE", "KCAL", "EV", "ANGSTROM", "METRE", "AMU", "KG", "MOL"}
 # A copy still to be replaced by scalelink.bridge.units.EV_PER_CUBIC_ANGSTROM_IN_GPA: (file, line text).
-_PENDING = {("training/metrics.py", "_EV_PER_A3_IN_GPA = 160.21766208")}
+_PENDING: set[tuple[str, str]] = set()
 
 
 def _digits(number: float) -> str:

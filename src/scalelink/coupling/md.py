@@ -206,11 +206,11 @@ class RunStats:
         fe_critical_cpu: FE time between the arrival of the forces and the reply (what the MD waits on): CPU time
             on the PETSc path, wall time of the compiled path (which spins while it waits).
         rebuilds: times an MD rank rebuilt its band-atom list (at set-up and every reneighboring), summed.
+        deferred: replies an MD rank applied at the next step (``defer``), the most over MD ranks.
         fe_path: how the FE ranks answered the forces: ``"compiled"`` (the kernel of
             :mod:`~scalelink.coupling.md_kernel`) or ``"petsc"`` (PETSc calls from Python).
         fe_path_reason: why that path ran, e.g. the FE group's rank count when the compiled path
             could not, or ``compiled=False``.
-        deferred: replies an MD rank applied at the next step (``defer``), the most over MD ranks.
     """
 
     steps: int
@@ -224,9 +224,9 @@ class RunStats:
     fe_critical_cpu: float = 0.0
     fe_force_wait: float = 0.0
     rebuilds: int = 0
+    deferred: int = 0
     fe_path: str = ""
     fe_path_reason: str = ""
-    deferred: int = 0
 
     def add(self, other: RunStats) -> None:
         """Add the steps, times and counts of a chained run (the maxima over ranks add up per run); the FE
@@ -265,8 +265,8 @@ def run_coupled(link: CouplingLink, steps: int, *, continuum: ContinuumStrip | N
         spin_seconds: how long a rank waiting for the other group spins before it naps between tests;
             long (e.g. 1.0) when every rank has a core of its own, short when groups share cores.
         compiled: on a one-rank FE group, answer the forces with the compiled critical path
-            Which path ran, and why, is in the result's ``fe_path`` and ``fe_path_reason``.
             (:mod:`~scalelink.coupling.md_kernel`) when it is built; ``False`` keeps the PETSc path.
+            Which path ran, and why, is in the result's ``fe_path`` and ``fe_path_reason``.
         defer: MD ranks integrate while the FE ranks answer and apply the reply at the next step
             (``fix scalelink/couple ... defer yes``; the same trajectory); ``False`` waits in post_force.
     """
@@ -287,11 +287,11 @@ def run_coupled(link: CouplingLink, steps: int, *, continuum: ContinuumStrip | N
                             f"expected {steps + 1}")
     elif continuum is not None:
         dt = continuum.strip.time_step
+        kernel = CriticalPath.for_continuum(continuum, link.steps.py2f(), dt, spin_seconds) if compiled else None
         stats.fe_path = "petsc" if kernel is None else "compiled"
         stats.fe_path_reason = ("one FE rank and the kernel is built" if kernel is not None else
                                 "compiled=False asks for the PETSc path" if not compiled
                                 else CriticalPath.unavailable(continuum))
-        kernel = CriticalPath.for_continuum(continuum, link.steps.py2f(), dt, spin_seconds) if compiled else None
         channel = _FEChannel(link.steps, continuum.handled_ids, spin_seconds, kernel)
         for n in range(steps + 1):
             start = time.perf_counter()
@@ -329,6 +329,6 @@ def run_coupled(link: CouplingLink, steps: int, *, continuum: ContinuumStrip | N
     for name in ("seconds", "md_work", "md_wait", "fe_compute", "fe_wait", "fe_critical_cpu", "fe_force_wait"):
         setattr(stats, name, link.world.allreduce(getattr(stats, name), op=MPI.MAX))
     stats.rebuilds = link.world.allreduce(stats.rebuilds)
-    stats.fe_path, stats.fe_path_reason = link.world.bcast((stats.fe_path, stats.fe_path_reason), root=link.fe_root)
     stats.deferred = link.world.allreduce(stats.deferred, op=MPI.MAX)
+    stats.fe_path, stats.fe_path_reason = link.world.bcast((stats.fe_path, stats.fe_path_reason), root=link.fe_root)
     return stats

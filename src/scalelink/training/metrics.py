@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scalelink.bridge.units import EV_PER_CUBIC_ANGSTROM_IN_GPA
+
 __all__ = ["Collected", "ErrorMetrics", "error_metrics", "learning_curves", "parity_plot", "write_json"]
 
-_EV_PER_A3_IN_GPA = 160.21766208
 
 
 @dataclass
@@ -60,7 +61,7 @@ class ErrorMetrics:
             "energy_mae_meV_per_atom": 1e3 * self.energy_mae,
             "force_rmse_meV_per_A": 1e3 * self.force_rmse,
             "force_mae_meV_per_A": 1e3 * self.force_mae,
-            "stress_rmse_GPa": None if self.stress_rmse is None else _EV_PER_A3_IN_GPA * self.stress_rmse,
+            "stress_rmse_GPa": None if self.stress_rmse is None else EV_PER_CUBIC_ANGSTROM_IN_GPA * self.stress_rmse,
             "n_structures": self.n_structures,
             "n_atoms": self.n_atoms,
             "force_rmse_meV_per_A_by_species": {k: 1e3 * v for k, v in self.force_rmse_per_species.items()},
