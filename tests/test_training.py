@@ -37,6 +37,41 @@ def test_flags_override_file_and_values_are_checked(tmp_path: Path) -> None:
         load_config(path, cutoff=-1.0)
 
 
+def test_weight_decay_is_read_checked_and_decoupled(tmp_path: Path) -> None:
+    from scalelink.training.trainer import _optimizer
+
+    path = tmp_path / "c.yaml"
+    path.write_text("data: a.extxyz\nweight_decay: 0.5\nlearning_rate: 0.1\n")
+    config = load_config(path)
+    assert config.weight_decay == 0.5
+    with pytest.raises(ConfigError, match="weight_decay must be zero or positive, got -0.1"):
+        load_config(path, weight_decay=-0.1)
+    # with a zero gradient, a decoupled decay shrinks each weight by lr * decay per step
+    weight = torch.nn.Parameter(torch.tensor([2.0, -4.0], dtype=torch.float64))
+    optimizer = _optimizer([weight], config)
+    weight.grad = torch.zeros_like(weight)
+    optimizer.step()
+    assert torch.allclose(weight.detach(), torch.tensor([2.0, -4.0], dtype=torch.float64) * (1.0 - 0.1 * 0.5))
+    plain = _optimizer([weight], load_config(path, weight_decay=0.0))
+    assert type(plain) is torch.optim.Adam
+
+
+def test_architecture_training_defaults_fill_only_what_is_left_out(tmp_path: Path) -> None:
+    from scalelink.potentials import registry
+    from scalelink.training.config import TrainConfig
+
+    ace = registry.get("ace").training_defaults
+    assert ace and registry.get("gnn").training_defaults == {}
+    config = load_config(None, data=["a.extxyz"])
+    assert config.architecture == "ace"
+    assert {key: getattr(config, key) for key in ace} == dict(ace)
+    gnn = load_config(None, data=["a.extxyz"], architecture="gnn")
+    assert (gnn.batch_size, gnn.learning_rate) == (TrainConfig.batch_size, TrainConfig.learning_rate)
+    path = tmp_path / "c.yaml"
+    path.write_text("data: a.extxyz\nbatch_size: 8\n")
+    assert load_config(path).batch_size == 8 and load_config(path, batch_size=3).batch_size == 3
+
+
 def test_split_is_a_partition() -> None:
     split = split_indices(50, 0.1, 0.2, seed=1)
     together = np.concatenate([split.train, split.validation, split.test])

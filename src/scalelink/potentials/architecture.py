@@ -11,8 +11,8 @@ returning atomic energies [N] (eV, zero beyond ``n_local``); it must be TorchScr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -58,6 +58,10 @@ class Architecture:
             (see :class:`~scalelink.potentials.deployed.DeployedPotential`), so LAMMPS can
             exchange node features after every layer with a ghost shell of one cutoff.
         deployed: the TorchScript wrapper class ``deployed(network, dtype)`` that export writes.
+        training_defaults: top-level training settings (``batch_size``, ``learning_rate``, ...)
+            that this architecture trains best with; they replace the generic defaults of
+            :class:`~scalelink.training.config.TrainConfig` when the configuration and the
+            command line leave the setting out.
     """
 
     name: str
@@ -68,3 +72,4 @@ class Architecture:
     deployed: type[nn.Module]
     per_layer: bool = False
     prepare: Callable[[nn.Module, Sequence[Any]], None] | None = None
+    training_defaults: Mapping[str, Any] = field(default_factory=dict)

@@ -94,6 +94,10 @@ class TrainConfig:
         out: run folder (checkpoints, metrics, plots).
         batch_size: structures per optimisation step.
         learning_rate: initial Adam learning rate.
+            An architecture may train best with other values of these two and declares them
+            (``Architecture.training_defaults``; ACE: 1 structure per step at 2e-3); they
+            apply where the file and the command line leave the setting out.
+        weight_decay: decoupled weight decay (AdamW) per unit learning rate; 0: plain Adam.
         lr_final: the lowest learning rate, as a fraction of the initial one.
         lr_schedule: ``"plateau"``: the rate is multiplied by ``lr_factor`` whenever the
             validation loss has not improved for ``lr_patience`` epochs (since the last
@@ -136,6 +140,7 @@ class TrainConfig:
     out: str = "runs/scalelink"
     batch_size: int = 4
     learning_rate: float = 5e-3
+    weight_decay: float = 0.0
     lr_final: float = 0.01
     lr_schedule: str = "plateau"
     lr_patience: int = 5
@@ -160,6 +165,7 @@ class TrainConfig:
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}"),
             (self.learning_rate > 0.0, f"learning_rate must be positive, got {self.learning_rate}"),
+            (self.weight_decay >= 0.0, f"weight_decay must be zero or positive, got {self.weight_decay}"),
             (0.0 < self.lr_final <= 1.0, f"lr_final must be in (0, 1], got {self.lr_final}"),
             (
                 self.lr_schedule in ("plateau", "exponential"),
@@ -270,4 +276,8 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
         given = [a.name for a in registry.architectures() if a.section in raw]
         if len(given) == 1:
             raw["architecture"] = given[0]
+    name = raw.get("architecture", registry.DEFAULT)
+    if isinstance(name, str) and name in registry.names():
+        for key, value in registry.get(name).training_defaults.items():
+            raw.setdefault(key, value)
     return _build(TrainConfig, raw, where)

@@ -81,6 +81,13 @@ def load_checkpoint(run_dir: str | os.PathLike[str], which: str = "best") -> tup
     return model.to(_DTYPES[state["dtype"]]), list(state["species"])
 
 
+def _optimizer(parameters: list[torch.Tensor], config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam, or AdamW when ``config.weight_decay`` is positive."""
+    if config.weight_decay > 0.0:
+        return torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    return torch.optim.Adam(parameters, lr=config.learning_rate)
+
+
 def _loss(model: nn.Module, batch: Data, weights: LossWeights, create_graph: bool) -> torch.Tensor:
     pred = predict(model, batch, create_graph=create_graph)
     natoms = batch.natoms.to(pred.energy.dtype)
@@ -268,7 +275,7 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
         # start from the energy zero the weighted loss wants, not the unweighted one of `shift`
         _refit_energy_shift(model, make_loader(train_graphs, config.batch_size, shuffle=False, seed=0), len(species), noise)
         model_kwargs["energy_shift"] = model.energy_shift.double().tolist()
-    optimizer = torch.optim.Adam([*model.parameters(), *extra_parameters], lr=config.learning_rate)
+    optimizer = _optimizer([*model.parameters(), *extra_parameters], config)
     average = _WeightAverage(model, config.ema_decay)
     train_loader = make_loader(train_graphs, config.batch_size, shuffle=True, seed=config.seed)
     val_graphs = [graphs[i] for i in split.validation] or train_graphs
@@ -284,7 +291,7 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
         model.load_state_dict(state.get("training_state") or state["model_state"])
         if noise is not None:
             noise.load_state_dict(state["noise_state"])
-        optimizer = torch.optim.Adam([*model.parameters(), *extra_parameters], lr=config.learning_rate)
+        optimizer = _optimizer([*model.parameters(), *extra_parameters], config)
         optimizer.load_state_dict(state["optimizer_state"])
         average = _WeightAverage(model, config.ema_decay)
         average.network.load_state_dict(state["model_state"])
@@ -354,6 +361,8 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
         # mean absolute errors, the measure of DFT benchmarks: a few high-temperature frames
         # dominate the root mean squares, which can rise while the model improves on the rest
         val_loss = config.loss.energy * val.energy_mae**2 + config.loss.forces * val.force_mae**2
+        if val.stress_rmse is not None:
+            val_loss += config.loss.stress * val.stress_rmse**2
         history.append(
             {"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss, "lr": lr, **val.as_dict()}
         )
