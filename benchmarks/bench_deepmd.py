@@ -287,7 +287,7 @@ def scalelink_model(requested: str | None, work: Path, data: Path, test_indices:
     log(f"training the ScaleLink demo model (demo settings, budget {seconds:.0f} s)")
     config = load_config(None, data=[str(data)], species=SPECIES, out=str(work / "scalelink_run"), epochs=400,
                          time_limit=seconds)
-    result = train(config, progress=False)
+    result = train(config, progress=False, overwrite=True)
     network, species = load_checkpoint(result.run_dir, "best")
     model = work / "cuni.pt"
     export_potential(network, species, str(model), dtype="float32")

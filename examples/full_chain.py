@@ -16,7 +16,7 @@ console script calls) or a short Python call:
    fixed time budget, deployed in double precision for finite-difference tangents::
 
        scalelink train OUT/train.yaml --data OUT/cu_emt.extxyz --species Cu --out OUT/potential \\
-           --epochs 100000 --time-limit 200 --quiet
+           --overwrite --epochs 100000 --time-limit 200 --quiet
        scalelink deploy OUT/potential -o OUT/cu_gnn.pt --dtype float64
 
 3. **Atomistic RVE** — :class:`~scalelink.fe2.AtomisticRVE` runs LAMMPS with
@@ -189,7 +189,7 @@ def prepare(out: pathlib.Path, s: dict) -> dict:
     clock = time.perf_counter()
     (out / "train.yaml").write_text(TRAIN_YAML)
     scalelink("train", out / "train.yaml", "--data", out / "cu_emt.extxyz", "--species", "Cu",
-              "--out", out / "potential", *s["train"], "--quiet")
+              "--out", out / "potential", "--overwrite", *s["train"], "--quiet")
     scalelink("deploy", out / "potential", "-o", out / "cu_gnn.pt", "--dtype", "float64")
     test = json.loads((out / "potential" / "metrics.json").read_text())["test"]
     report["2_potential"] = {key: test[key] for key in ("energy_rmse_meV_per_atom", "force_rmse_meV_per_A",

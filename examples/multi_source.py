@@ -134,7 +134,7 @@ def main() -> None:
     for name, extra in runs.items():
         t0 = time.perf_counter()
         run_dir = os.path.join(args.out, name)
-        train(load_config(None, out=run_dir, **common, **extra), progress=False)
+        train(load_config(None, out=run_dir, **common, **extra), progress=False, overwrite=True)
         result = score(run_dir, paths["test"])
         with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as handle:
             noise = json.load(handle).get("source_noise")

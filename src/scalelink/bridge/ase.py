@@ -16,8 +16,8 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.neighborlist import primitive_neighbor_list
 
 from . import keys
-from .errors import ModelFileError, SpeciesError, UnitsError
-from .model_file import ModelMetadata, load_model
+from .errors import ModelFileError, NonFiniteError, SpeciesError, UnitsError
+from .model_file import ModelMetadata, load_model, select_device
 
 __all__ = ["ScaleLinkCalculator", "committee_deviations", "neighbor_graph", "species_indices"]
 
@@ -76,7 +76,7 @@ class ScaleLinkCalculator(Calculator):
 
     Args:
         model: path of a model file written by ``scalelink deploy``.
-        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
 
     Results are in eV and Å: ``energy`` and ``free_energy`` (eV), ``forces`` [N, 3] (eV/Å),
     ``stress`` as a Voigt 6-vector (eV/Å³, fully periodic cells only), per-atom
@@ -88,6 +88,10 @@ class ScaleLinkCalculator(Calculator):
     energies; ``forces_deviation`` [N] (eV/Å), per atom
     :math:`\\sqrt{\\tfrac1M \\sum_m |F_{m,i} - \\bar F_i|^2}`; and ``max_force_deviation``
     (eV/Å), its largest value over the atoms.
+
+    A structure with NaN or infinite positions or cell, and a model output (energy, forces,
+    virial) that is not finite, raise :class:`~scalelink.bridge.errors.NonFiniteError` naming
+    the atoms; a device torch cannot see raises :class:`~scalelink.bridge.errors.ConfigError`.
     """
 
     implemented_properties: list[str] = ["energy", "free_energy", "forces", "stress", "energies", "stresses"]
@@ -96,7 +100,7 @@ class ScaleLinkCalculator(Calculator):
     def __init__(self, model: str | os.PathLike[str], *, device: str = "cpu", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.model_path = os.fspath(model)
-        self.device = torch.device(device)
+        self.device = select_device(device)
         self.module, self.metadata = load_model(self.model_path, device=self.device)
         if self.metadata.kind != "potential":
             raise ModelFileError(
@@ -123,6 +127,7 @@ class ScaleLinkCalculator(Calculator):
     ) -> None:
         super().calculate(atoms, properties or ["energy"], system_changes)
         assert self.atoms is not None
+        _check_finite_structure(self.atoms)
         species = species_indices(list(self.atoms.get_chemical_symbols()), self.metadata.species, self.model_path)
         edge_index, edge_vectors = neighbor_graph(self.atoms, self.metadata.cutoff)
         inputs = {
@@ -133,6 +138,7 @@ class ScaleLinkCalculator(Calculator):
         }
         with torch.enable_grad():
             out = self.module(inputs)
+        _check_finite_output(out, edge_index, edge_vectors, self.model_path)
         energy = float(out[keys.ENERGY].detach().cpu())
         self.results["energy"] = energy
         self.results["free_energy"] = energy
@@ -151,6 +157,43 @@ class ScaleLinkCalculator(Calculator):
             raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
         if self.metadata.committee_size > 1:
             self.results.update(committee_deviations(out))
+
+
+def _check_finite_structure(atoms: Atoms) -> None:
+    """Positions and a cell of finite numbers; the neighbour search silently drops NaN atoms."""
+    bad = np.flatnonzero(~np.isfinite(atoms.positions).all(axis=1))
+    if bad.size:
+        raise NonFiniteError(
+            f"atoms {bad[:10].tolist()}{' ...' if bad.size > 10 else ''} ({bad.size} of {len(atoms)}) have NaN "
+            f"or infinite positions (first: {atoms.positions[bad[0]].tolist()}); a dynamics or relaxation "
+            "that produced them diverged: restart it from the last finite structure with a smaller step"
+        )
+    if not np.isfinite(atoms.cell.array).all():
+        raise NonFiniteError(f"the cell {atoms.cell.array.tolist()} holds NaN or infinite numbers; give a finite cell")
+
+
+def _check_finite_output(
+    out: dict[str, torch.Tensor], edge_index: np.ndarray, edge_vectors: np.ndarray, model_path: str
+) -> None:
+    """Energy, forces and virial of finite numbers, or an error naming the atoms affected and the
+    closest pair (overlapping atoms are the usual cause)."""
+    forces = out[keys.FORCES].detach()
+    finite_forces = torch.isfinite(forces).all(dim=1)
+    if bool(finite_forces.all()) and bool(torch.isfinite(out[keys.ENERGY]).all()) and bool(
+        torch.isfinite(out[keys.VIRIAL]).all()
+    ):
+        return
+    bad = torch.nonzero(~finite_forces).flatten().cpu().tolist()
+    closest = ""
+    if edge_vectors.size:
+        k = int(np.argmin(np.linalg.norm(edge_vectors, axis=1)))
+        closest = (f"; closest pair: atoms {int(edge_index[0, k])} and {int(edge_index[1, k])} at "
+                   f"{float(np.linalg.norm(edge_vectors[k])):.3g} Å")
+    raise NonFiniteError(
+        f"model {model_path!r} returned a NaN or infinite energy, forces or virial ({len(bad)} of "
+        f"{forces.shape[0]} atoms with non-finite forces, first {bad[:10]}{closest}). Overlapping atoms "
+        "or weights that are not finite cause this: check the structure, or re-deploy the model"
+    )
 
 
 def committee_deviations(out: dict[str, torch.Tensor]) -> dict[str, float | np.ndarray]:

@@ -10,6 +10,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "ModelFileError",
+    "NonFiniteError",
     "ScaleLinkError",
     "SpeciesError",
     "UnitsError",
@@ -42,3 +43,8 @@ class ConfigError(ScaleLinkError):
 
 class DataError(ScaleLinkError):
     """A data set cannot be read or lacks the labels a task needs."""
+
+
+class NonFiniteError(ScaleLinkError):
+    """NaN or infinite numbers where finite ones are needed: atom positions, a model's output,
+    a network's weights or a training loss."""

@@ -23,8 +23,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from .errors import ConfigError, ModelFileError
-from .model_file import ModelMetadata, load_model
+from .errors import ConfigError, ModelFileError, NonFiniteError
+from .model_file import ModelMetadata, load_model, select_device
 
 __all__ = ["ConstitutiveEngine", "rank_thread_share", "select_device"]
 
@@ -67,36 +67,6 @@ def rank_thread_share() -> tuple[int, str]:
     return share, f"{where}, {machine} cores, {usable} usable by this process"
 
 
-def select_device(device: str | torch.device) -> torch.device:
-    """The torch device for ``"cpu"``, ``"cuda"``, ``"cuda:K"`` or ``"auto"``.
-
-    ``"auto"`` is ``cuda`` when torch sees a GPU and ``cpu`` otherwise.
-
-    Raises:
-        ConfigError: a CUDA device is asked for but torch sees none (or fewer), or the name
-            is not a device.
-    """
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device {name!r} is not a device name; use 'cpu', 'cuda', 'cuda:K' or 'auto'") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"device {name!r} was requested but torch sees no CUDA GPU (torch {torch.__version__}, "
-                f"CUDA build {torch.version.cuda}); use device='cpu' or 'auto', or run on a GPU node"
-            )
-        count = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= count:
-            raise ConfigError(f"device {name!r} was requested but torch sees only {count} GPU(s)")
-    elif dev.type != "cpu":
-        raise ConfigError(f"device {name!r} is not supported; use 'cpu', 'cuda', 'cuda:K' or 'auto'")
-    return dev
-
-
 class ConstitutiveEngine:
     """Stress and tangent of a deployed constitutive model for batches of quadrature points.
 
@@ -137,6 +107,10 @@ class ConstitutiveEngine:
     Raises:
         ModelFileError: the file is missing, unreadable, or not of kind ``constitutive``.
         ConfigError: an unavailable device, an unknown dtype or a bad chunk size.
+
+    The file records the strain range the network was trained on; the first call that reaches
+    strains far outside it (further beyond a component's range than the range is wide) warns
+    once, naming the component, the value and the range.
     """
 
     def __init__(
@@ -187,6 +161,8 @@ class ConstitutiveEngine:
         self.strain_size = metadata.constitutive.strain_size
         self.stress_unit = metadata.constitutive.stress_unit
         self.chunk_size = int(chunk_size)
+        self.path = os.fspath(path)
+        self._range_warned = False
         # TorchScript's optimising executor profiles the first calls (tens of ms each) and has no fuser
         # for these graphs on the CPU, where it only keeps more intermediates alive; GPUs keep it
         self._optimize = self.device.type != "cpu"
@@ -203,6 +179,7 @@ class ConstitutiveEngine:
 
         Raises:
             ConfigError: ``strain`` is not an ``(n, m)`` array of finite numbers.
+            NonFiniteError: the network returned NaN or inf stress or tangent.
         """
         eps = np.ascontiguousarray(strain, dtype=np.float64)
         m = self.strain_size
@@ -212,6 +189,8 @@ class ConstitutiveEngine:
             )
         if not np.all(np.isfinite(eps)):
             raise ConfigError("strain batch contains NaN or inf; check the macro solution")
+        if not self._range_warned:
+            self._warn_outside_training_range(eps)
         n = eps.shape[0]
         stress = np.empty((n, m))
         tangent = np.empty((n, m, m))
@@ -233,7 +212,53 @@ class ConstitutiveEngine:
             else:
                 for start in starts:
                     run(start)
+        # two sums are a cheap test (NaN and inf propagate); the points are found only after it fails
+        if not (np.isfinite(stress.sum()) and np.isfinite(tangent.sum())):
+            self._raise_if_non_finite(eps, stress, tangent)
         return stress, tangent
+
+    def _raise_if_non_finite(self, eps: np.ndarray, stress: np.ndarray, tangent: np.ndarray) -> None:
+        """Name the points whose stress or tangent is not finite (a sum of large finite values may
+        overflow alone)."""
+        n = len(eps)
+        finite = np.isfinite(stress).all(axis=1) & np.isfinite(tangent).all(axis=(1, 2))
+        if not finite.all():
+            first = int(np.flatnonzero(~finite)[0])
+            raise NonFiniteError(
+                f"constitutive model {self.path!r} returned NaN or inf stress/tangent at "
+                f"{int((~finite).sum())} of {n} points (first: point {first}, strain {eps[first].tolist()}); "
+                "its weights are not finite or the strain overflows the network's precision "
+                f"({self.dtype}); check the model file and the macro solution"
+            )
+
+    def _warn_outside_training_range(self, eps: np.ndarray) -> None:
+        """Warn once when a strain component lies further outside its training range than the
+        range is wide (no warning for files that record no range)."""
+        info = self.metadata.constitutive
+        assert info is not None  # checked in __init__
+        lower, upper = np.asarray(info.strain_lower), np.asarray(info.strain_upper)
+        width = upper - lower
+        if not np.any(width > 0.0) or (
+            np.all(eps.min(axis=0) >= lower - width) and np.all(eps.max(axis=0) <= upper + width)
+        ):
+            return
+        distance = np.maximum(lower - eps, eps - upper)  # positive outside the range
+        far = distance > width
+        if not far.any():
+            return
+        excess = np.where(far, distance / np.maximum(width, np.finfo(float).tiny), 0.0)
+        point, k = np.unravel_index(int(np.argmax(excess)), excess.shape)
+        ranges = ", ".join(f"[{a:.3g}, {b:.3g}]" for a, b in zip(lower, upper))
+        warnings.warn(
+            f"constitutive model {self.path!r} evaluated far outside the strains it was trained on: "
+            f"strain component {k} reached {eps[point, k]:.3g}, trained on [{lower[k]:.3g}, {upper[k]:.3g}]; "
+            f"{int(far.any(axis=1).sum())} of {len(eps)} points lie further outside a component's range than "
+            f"the range is wide (ranges per component: {ranges}). The network extrapolates there: sample a "
+            "wider strain range (`scalelink sample-micro --strain-range`) and retrain. Warned once per engine",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        self._range_warned = True
 
     @contextmanager
     def _torch_threads(self) -> Iterator[None]:

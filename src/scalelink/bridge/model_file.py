@@ -16,17 +16,19 @@ from typing import Any
 import torch
 
 from . import keys
-from .errors import ModelFileError
+from .errors import ConfigError, ModelFileError, NonFiniteError
 from .units import unit_style
 
 __all__ = [
     "FORMAT_VERSION",
     "ConstitutiveInfo",
     "ModelMetadata",
+    "check_finite_weights",
     "load_model",
     "package_versions",
     "read_metadata",
     "save_model",
+    "select_device",
 ]
 
 FORMAT_VERSION = 1
@@ -283,21 +285,89 @@ def save_model(module: torch.jit.ScriptModule, path: str | os.PathLike[str], met
             :mod:`scalelink.bridge.keys`.
         path: destination file; its folder must exist.
         metadata: what is stored beside the weights.
+
+    Raises:
+        ModelFileError: ``module`` is not scripted, or the folder of ``path`` does not exist.
+        NonFiniteError: a weight (parameter or floating-point buffer) is NaN or infinite, in
+            the precision written; the message names it.
     """
     if not isinstance(module, torch.jit.ScriptModule):
         raise ModelFileError(
             f"save_model needs a torch.jit.ScriptModule, got {type(module).__name__}: "
             "script the model first with torch.jit.script"
         )
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ModelFileError(
+            f"cannot write the model file {path!r}: its folder {folder!r} does not exist; create it first "
+            "or choose another path"
+        )
+    check_finite_weights(module, path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning))
-        torch.jit.save(module, os.fspath(path), _extra_files={keys.METADATA_FILE: metadata.to_json()})
+        torch.jit.save(module, path, _extra_files={keys.METADATA_FILE: metadata.to_json()})
+
+
+def check_finite_weights(module: torch.nn.Module, path: str | os.PathLike[str], prefix: str = "") -> None:
+    """Refuse to write weights that are NaN or infinite: engines would run such a file silently.
+
+    Args:
+        module: the network (or its scripted wrapper); parameters and floating-point buffers
+            are checked.
+        path: the model file about to be written, named in the message.
+        prefix: put before the weight's name, e.g. ``"member 2: "`` in a committee.
+
+    Raises:
+        NonFiniteError: naming the first weight that holds NaN or infinite values.
+    """
+    for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+        if not tensor.is_floating_point():
+            continue
+        bad = int((~torch.isfinite(tensor.detach())).sum())
+        if bad:
+            raise NonFiniteError(
+                f"refusing to write {os.fspath(path)!r}: weight {prefix}{name!r} holds {bad} NaN or infinite "
+                f"values of {tensor.numel()} ({tensor.dtype}); the training diverged or the weights overflow "
+                "this precision. Deploy an earlier checkpoint (`scalelink deploy RUN --checkpoint best`) or "
+                "retrain with a lower learning rate"
+            )
 
 
 def _extra_files_of(path: str) -> dict[str, Any]:
     if not os.path.isfile(path):
         raise ModelFileError(f"model file {path!r} does not exist; give the path of a file written by `scalelink deploy`")
     return {keys.METADATA_FILE: ""}
+
+
+def select_device(device: str | torch.device) -> torch.device:
+    """The torch device for ``"cpu"``, ``"cuda"``, ``"cuda:K"`` or ``"auto"``.
+
+    ``"auto"`` is ``cuda`` when torch sees a GPU and ``cpu`` otherwise.
+
+    Raises:
+        ConfigError: a CUDA device is asked for but torch sees none (or fewer), or the name
+            is not a device.
+    """
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a device name; use 'cpu', 'cuda', 'cuda:K' or 'auto'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {name!r} was requested but torch sees no CUDA GPU (torch {torch.__version__}, "
+                f"CUDA build {torch.version.cuda}); use device='cpu' or 'auto', or run on a GPU node"
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"device {name!r} was requested but torch sees only {count} GPU(s)")
+    elif dev.type != "cpu":
+        raise ConfigError(f"device {name!r} is not supported; use 'cpu', 'cuda', 'cuda:K' or 'auto'")
+    return dev
 
 
 def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
@@ -312,7 +382,8 @@ def load_model(
 
     Args:
         path: a file written by :func:`save_model`.
-        device: where the weights go (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
+        device: where the weights go (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"``; see
+            :func:`select_device`).
 
     Returns:
         The scripted model in eval mode and its metadata.
@@ -320,8 +391,10 @@ def load_model(
     Raises:
         ModelFileError: the file is missing, is not a TorchScript archive, or carries no or
             bad metadata.
+        ConfigError: the device is not available (e.g. ``"cuda"`` where torch sees no GPU).
     """
     path = os.fspath(path)
+    device = select_device(device)
     extra = _extra_files_of(path)
     try:
         with warnings.catch_warnings():

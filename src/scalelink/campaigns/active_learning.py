@@ -159,7 +159,13 @@ def load_learn_config(path: str | None = None, *, quick: bool = False, **overrid
         if not os.path.isfile(path):
             raise ConfigError(f"configuration file {path!r} does not exist")
         with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle) or {}
+            try:
+                raw = yaml.safe_load(handle) or {}
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+                raise ConfigError(f"{path} is not valid YAML: {getattr(exc, 'problem', None) or exc}{line}; "
+                                  "fix the syntax there") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     raw.update({k: v for k, v in overrides.items() if v is not None})

@@ -73,7 +73,7 @@ def train_committee(
         config: the members' configuration (``data``, model, budget...); member ``k`` uses
             seed ``config.seed + k``. Its ``test_fraction`` sets the held-out set shared by
             all members; each member's own split then has no test part.
-        out: the committee's run folder.
+        out: the committee's run folder; a committee trained there before is replaced.
         members: committee size M >= 2.
         bootstrap: if given, each member trains on a random subsample (without
             replacement) of this fraction of the pool, in (0, 1].
@@ -126,7 +126,8 @@ def train_committee(
             config, data=(data_path,), species=tuple(species), out=member_dir, seed=config.seed + k, test_fraction=0.0,
             init_from=None if warm_start is None else os.fspath(warm_start[k]),
         )
-        train(member_config, progress=progress)
+        # the member folders belong to the committee, which is retrained as a whole
+        train(member_config, progress=progress, overwrite=True)
         member_dirs.append(member_dir)
 
     networks = [load_checkpoint(d, "best")[0] for d in member_dirs]

@@ -119,7 +119,7 @@ def run_demo(out: str = "demo_out", *, train_seconds: float = 240.0, md_steps: i
     config = load_config(
         None, data=[data], species=["Cu", "Ni"], out=os.path.join(out, "run"), epochs=400, time_limit=train_seconds
     )
-    result = train(config, progress=sys.stderr.isatty())
+    result = train(config, progress=sys.stderr.isatty(), overwrite=True)  # a repeated demo starts afresh
 
     model_file = os.path.abspath(os.path.join(out, "cuni.pt"))
     print(f"[3/5] deploying -> {model_file}", flush=True)

@@ -2,7 +2,7 @@
 
 ``scalelink train CONFIG.yaml [--data ...] [--species ...] [--cutoff X] [--epochs N] [--out DIR]
 [--architecture NAME]`` (a registered architecture: gnn, behler_parrinello, ...)
-``scalelink train --resume RUN_DIR [--epochs N]``
+``scalelink train --resume RUN_DIR [--epochs N]`` (``--overwrite`` instead replaces a run in ``--out``)
 ``scalelink deploy RUN_DIR [RUN_DIR ...] -o model.pt [--dtype float64]`` (several runs: a committee)
 ``scalelink evaluate model.pt DATA [DATA ...] [-o metrics.json]``
 ``scalelink make-data OUT.extxyz [--n 400] [--species Cu Ni]``
@@ -57,7 +57,7 @@ def _train(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, stress=args.stress_weight))
     if not config.data:
         raise ScaleLinkError("no training data: give `data:` in the config file or --data FILE")
-    result = train(config, progress=not args.quiet, resume=bool(args.resume))
+    result = train(config, progress=not args.quiet, resume=bool(args.resume), overwrite=args.overwrite)
     print(f"run folder: {result.run_dir}")
     print(f"validation: {result.validation.summary()}")
     if result.test is not None:
@@ -257,6 +257,8 @@ def _parser() -> argparse.ArgumentParser:
         f"architecture: {', '.join(f'{a.section}: for {a.name}' for a in registry.architectures())})",
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (without it, a folder holding a run is refused)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
@@ -382,6 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ScaleLinkError as exc:
+        print(f"scalelink {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file or folder the command reads or writes: the message names it
         print(f"scalelink {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -277,7 +277,7 @@ class FE2Problem:
         """One batched micro call at the current ``u``; failures raise on every rank."""
         m, n = self.strain_size, self.num_points
         strain = self._strain_expr.eval(self.u.function_space.mesh, self._cells).reshape(n, m)
-        error: BaseException | None = None
+        error: Exception | None = None
         try:
             start = time.perf_counter()
             stress, tangent = self.micro.evaluate(strain, time_step=time_step)
@@ -285,23 +285,39 @@ class FE2Problem:
             stress, tangent = np.asarray(stress, float), np.asarray(tangent, float)
             if stress.shape != (n, m) or tangent.shape != (n, m, m):
                 raise FE2SolveError(
-                    f"micro model {type(self.micro).__name__} returned stress {stress.shape} and "
-                    f"tangent {tangent.shape}, expected ({n}, {m}) and ({n}, {m}, {m})"
+                    f"returned stress {stress.shape} and tangent {tangent.shape}, expected "
+                    f"({n}, {m}) and ({n}, {m}, {m})"
                 )
-            if not (np.all(np.isfinite(stress)) and np.all(np.isfinite(tangent))):
-                raise FE2SolveError("micro model returned NaN or inf stress/tangent")
-        except Exception as exc:  # re-raised below on this rank, reported on the others
+            finite = np.isfinite(stress).all(axis=1) & np.isfinite(tangent).all(axis=(1, 2))
+            if not finite.all():
+                raise FE2SolveError(
+                    f"returned NaN or inf stress/tangent at {int((~finite).sum())} of {n} points"
+                )
+        except Exception as exc:  # becomes an FE2SolveError on every rank, below
             error = exc
-        failed = self._comm.allreduce(error is not None, op=MPI.LOR)
-        if error is not None:
-            raise error
-        if failed:
-            raise FE2SolveError("the micro model failed on another MPI rank; see its traceback")
+        if self._comm.allreduce(error is not None, op=MPI.LOR):
+            self._raise_agreed_failure(error)
         self._strain.x.array.reshape(-1, m)[self._vec_dofs] = strain
         self._stress.x.array.reshape(-1, m)[self._vec_dofs] = stress
         self._tangent.x.array.reshape(-1, m * m)[self._mat_dofs] = tangent.reshape(n, m * m)
         for f in (self._strain, self._stress, self._tangent):
             f.x.scatter_forward()
+
+    def _raise_agreed_failure(self, error: Exception | None) -> None:
+        """Raise the same :class:`FE2SolveError` on every rank, with the first failing rank's
+        message (a rank that raised something else alone would leave the others in the next
+        collective call). Collective: every rank calls it once any rank has failed."""
+        detail = None
+        if error is not None:
+            detail = str(error) if isinstance(error, FE2SolveError) else f"{type(error).__name__}: {error}"
+        details = self._comm.allgather(detail)
+        failed = [rank for rank, d in enumerate(details) if d is not None]
+        where = f" on MPI rank {failed[0]} of {self._comm.size}" if self._comm.size > 1 else ""
+        others = f" (and on {len(failed) - 1} more ranks)" if len(failed) > 1 else ""
+        message = f"micro model {type(self.micro).__name__} failed{where}{others}: {details[failed[0]]}"
+        if error is not None:
+            raise FE2SolveError(message) from error
+        raise FE2SolveError(message)
 
     def _assemble_residual(self) -> float:
         b, x = self._b, self.u.x.petsc_vec

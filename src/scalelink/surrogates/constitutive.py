@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scalelink.bridge.errors import ConfigError
-from scalelink.bridge.model_file import ConstitutiveInfo, ModelMetadata, package_versions, save_model
+from scalelink.bridge.model_file import ConstitutiveInfo, ModelMetadata, check_finite_weights, package_versions, save_model
 from scalelink.bridge.samples import ConstitutiveSamples, load_samples
 
 __all__ = [
@@ -309,6 +309,7 @@ def export_constitutive(
 
     Raises:
         ConfigError: an unknown dtype, or a separate tangent precision for the energy variant.
+        NonFiniteError: a weight is NaN or infinite (named).
     """
     if dtype not in _DTYPES:
         raise ConfigError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
@@ -322,6 +323,7 @@ def export_constitutive(
         raise ConfigError(f"tangent_dtype={tangent_dtype!r} differs from dtype={dtype!r}, which only the stress "
                           f"variant supports; this network is the {mlp.variant!r} variant (its tangent is the "
                           "Hessian from the same sweep as the stress)")
+    check_finite_weights(mlp, path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         if mlp.variant == "stress":

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -228,6 +230,7 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
     if unknown:
         allowed = sorted((set(names) - {"sections"}) | set(sections))
         raise ConfigError(f"{where}: unknown keys {unknown}; allowed keys are {allowed}")
+    _check_numbers(cls, raw, where)
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         if key in sections:
@@ -248,6 +251,34 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def _check_numbers(cls: type, raw: dict[str, Any], where: str) -> None:
+    """Numeric keys hold numbers: ``cutoff: four`` names the key instead of failing in a comparison."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError):  # annotations this check cannot resolve: the dataclass checks itself
+        return
+    for key, value in raw.items():
+        accepted = _NUMERIC.get(hints.get(key))
+        if accepted is None or (value is None and type(None) in typing.get_args(hints[key])):
+            continue
+        if isinstance(value, bool) or not isinstance(value, accepted):
+            expected = "an integer" if accepted == (int,) else "a number"
+            # YAML 1.1 reads 1e-3 (no decimal point) as text
+            hint = " (write 1.0e-3, not 1e-3)" if isinstance(value, str) and re.fullmatch(r"[+-]?\d+[eE][+-]?\d+", value) else ""
+            raise ConfigError(f"{where}: {key} must be {expected}, got {value!r}{hint}")
+
+
+_NUMERIC: dict[Any, tuple[type, ...]] = {int: (int,), float: (int, float), int | None: (int,), float | None: (int, float)}
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: what the YAML parser found and where."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}; fix the syntax there"
+
+
 def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> TrainConfig:
     """Read a YAML file (optional) and apply overrides (``None`` values are ignored).
 
@@ -265,7 +296,10 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
         if not os.path.isfile(where):
             raise ConfigError(f"configuration file {where!r} does not exist")
         with open(where, encoding="utf-8") as handle:
-            loaded = yaml.safe_load(handle)
+            try:
+                loaded = yaml.safe_load(handle)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{where} is not valid YAML: {_yaml_problem(exc)}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{where}: expected a mapping at the top level, got {type(loaded).__name__}")
         raw = dict(loaded or {})

@@ -14,7 +14,7 @@ from torch import nn
 
 from scalelink.bridge import keys
 from scalelink.bridge.errors import CommitteeError
-from scalelink.bridge.model_file import ModelMetadata, package_versions, save_model
+from scalelink.bridge.model_file import ModelMetadata, check_finite_weights, package_versions, save_model
 from scalelink.potentials import registry
 from scalelink.potentials.deployed import (
     DeployedCommittee,
@@ -57,9 +57,13 @@ def export_potential(
 
     Returns:
         The metadata written into the file.
+
+    Raises:
+        NonFiniteError: a weight is NaN or infinite (named), before or after conversion to ``dtype``.
     """
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    check_finite_weights(potential, path)
     module = copy.deepcopy(potential).cpu().eval()
     architecture = registry.of_network(module)
     wrapper_class = DeployedEnergyModel if architecture is None else architecture.deployed
@@ -130,10 +134,13 @@ def export_committee(
     Raises:
         CommitteeError: fewer than 2 members, or members that differ in cutoff, number of
             layers or number of species.
+        NonFiniteError: a member's weight is NaN or infinite (named with the member).
     """
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
     _check_members(potentials, list(species))
+    for k, potential in enumerate(potentials):
+        check_finite_weights(potential, path, prefix=f"member {k}: ")
     copies = [copy.deepcopy(potential).cpu().eval() for potential in potentials]
     wrapper = DeployedCommittee(copies, _DTYPES[dtype])
     with warnings.catch_warnings():

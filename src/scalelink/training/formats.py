@@ -258,6 +258,9 @@ def _check_frame(atoms: Atoms, species: Sequence[str] | None) -> str | None:
     if len(periodic) and np.linalg.matrix_rank(periodic, tol=1e-8) < len(periodic):
         return (f"the cell {atoms.cell.array.tolist()} has zero volume along its periodic "
                 f"directions (pbc={atoms.pbc.tolist()}); give a cell or set pbc=False")
+    weight = atoms.info.get("weight", 1.0)
+    if not (isinstance(weight, (int, float, np.number)) and np.isfinite(weight) and weight >= 0.0):
+        return f"weight {weight!r} is not a finite non-negative number; fix the frame's weight or drop it"
     return _nonfinite(energy=results["energy"], forces=forces, stress=stress)
 
 
@@ -265,7 +268,8 @@ def validate_frames(frames: Sequence[Atoms], where: str, species: Sequence[str] 
     """Check that every frame is usable for training.
 
     Checks: an energy and (N, 3) forces are present; energy, forces, stress, positions and cell are
-    finite; periodic directions have a non-degenerate cell; all species are in ``species``.
+    finite; periodic directions have a non-degenerate cell; all species are in ``species``; a
+    ``weight`` in ``atoms.info`` is a finite non-negative number.
 
     Args:
         frames: the frames, e.g. from :func:`read_any`.

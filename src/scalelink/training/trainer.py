@@ -5,7 +5,8 @@ deployed), early stopping on the validation loss, checkpoints, metrics and plots
 A run folder holds ``config.yaml``, ``split.json``, ``checkpoint_last.pt``,
 ``checkpoint_best.pt``, ``history.json``, ``metrics.json``, ``parity.png`` and
 ``learning_curves.png``. ``checkpoint_last.pt`` carries everything a killed run needs to
-continue exactly where it stopped (``train(..., resume=True)``).
+continue exactly where it stopped (``train(..., resume=True)``). A folder that holds a run is
+continued or replaced only when asked (:mod:`scalelink.training.run_folder`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
@@ -33,6 +33,7 @@ from .data import atoms_to_data, infer_species, make_loader, read_structures, re
 from .losses import SourceNoise, fit_energy_reference, prepare_sources, source_nll
 from .metrics import Collected, ErrorMetrics, error_metrics, learning_curves, parity_plot, write_json
 from .predict import predict
+from .run_folder import check_finite_loss, check_run_folder, load_state, save_checkpoint, start_run_folder
 
 __all__ = ["TrainResult", "build_model", "collect", "load_checkpoint", "train"]
 
@@ -75,7 +76,7 @@ def load_checkpoint(run_dir: str | os.PathLike[str], which: str = "best") -> tup
         from scalelink.bridge.errors import ModelFileError
 
         raise ModelFileError(f"no checkpoint {path!r}; is {os.fspath(run_dir)!r} a finished `scalelink train` run folder?")
-    state = _load_state(path)
+    state = load_state(path)
     model = build_model(state["model_kwargs"], state.get("architecture", registry.UNNAMED))
     model.load_state_dict(state["model_state"])
     return model.to(_DTYPES[state["dtype"]]), list(state["species"])
@@ -175,7 +176,7 @@ def _warm_start(run_dir: str, species: list[str], architecture: str, dtype: torc
         from scalelink.bridge.errors import ModelFileError
 
         raise ModelFileError(f"init_from: no checkpoint {path!r}; give a finished `scalelink train` run folder")
-    state = _load_state(path)
+    state = load_state(path)
     found = (list(state["species"]), state.get("architecture", registry.UNNAMED))
     if found != (species, architecture):
         from scalelink.bridge.errors import ConfigError
@@ -216,30 +217,28 @@ class _WeightAverage:
             average.copy_(current)
 
 
-def _load_state(path: str) -> dict[str, Any]:
-    """A checkpoint's contents. Checkpoints hold tensors and plain Python values only, so they
-    are read with ``weights_only=True``: loading a checkpoint from elsewhere runs no code."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+def train(config: TrainConfig, *, progress: bool = True, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Train a potential of a registered architecture as ``config`` says and write the run folder.
 
-
-def _save_checkpoint(path: str, state: dict[str, Any]) -> None:
-    # write then rename, so that a run killed mid-write keeps its previous checkpoint
-    tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -> TrainResult:
-    """Train a potential (GNN or Behler–Parrinello) as ``config`` says and write the run folder.
+    The data are read and checked before anything is written into ``config.out``
+    (:mod:`scalelink.training.run_folder`).
 
     Args:
         config: the run's configuration.
         progress: show a progress bar.
         resume: continue from ``checkpoint_last.pt`` in ``config.out`` (weights, optimiser,
             schedule, history, random state), as if the run had never stopped.
+        overwrite: replace a run already in ``config.out``; without it (or ``resume``) a
+            folder holding a run is refused.
 
     Returns:
         A :class:`TrainResult` with validation and held-out test metrics of the best model.
+
+    Raises:
+        ConfigError: ``config.out`` is a file or holds a run, without ``resume`` or ``overwrite``.
+        DataError: a data file is missing or unreadable, or a frame's labels are missing,
+            misshaped or not finite (naming the file and frame).
+        NonFiniteError: the training or validation loss became NaN or infinite.
     """
     start = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -250,14 +249,11 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
         from scalelink.bridge.errors import ModelFileError
 
         raise ModelFileError(f"cannot resume: {last_path!r} does not exist; start the run without --resume")
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as handle:
-        yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
+    check_run_folder(run_dir, resume=resume, overwrite=overwrite)
 
     frames = read_structures(config.data, config.species)
     species = list(config.species) if config.species else infer_species(frames)
     split = split_indices(len(frames), config.validation_fraction, config.test_fraction, config.seed)
-    write_json({k: getattr(split, k).tolist() for k in ("train", "validation", "test")}, os.path.join(run_dir, "split.json"))
     graphs = [atoms_to_data(a, species, config.cutoff, dtype) for a in frames]
     noise = prepare_sources(config, frames, graphs, len(species))
     extra_parameters = [] if noise is None else list(noise.parameters())
@@ -285,7 +281,7 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
     best, best_epoch, first_epoch, spent_before = float("inf"), 0, 1, 0.0
     plateau_rate, last_reduction = config.learning_rate, 0
     if resume:
-        state = _load_state(last_path)
+        state = load_state(last_path)
         model_kwargs = state["model_kwargs"]
         model = build_model(model_kwargs, config.architecture).to(dtype)
         model.load_state_dict(state.get("training_state") or state["model_state"])
@@ -304,6 +300,8 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
         last_reduction = int(state.get("last_reduction", 0))
         first_epoch = state["epoch"] + 1
         tqdm.write(f"resuming {run_dir} at epoch {first_epoch}")
+    start_run_folder(run_dir, config, {k: getattr(split, k).tolist() for k in ("train", "validation", "test")},
+                     overwrite=overwrite)
 
     def checkpoint(epoch: int) -> dict[str, Any]:
         return {
@@ -351,10 +349,13 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
                 loss = _loss(model, batch, config.loss, create_graph=True)
             else:
                 loss = source_nll(model, batch, noise, config.loss.stress, create_graph=True)
+            value = float(loss.detach())
+            check_finite_loss(value, "training loss", f"at epoch {epoch}, step {step + 1} of {steps_per_epoch} "
+                               f"(learning rate {lr:.3g})", run_dir, train_graphs)
             loss.backward()
             optimizer.step()
             average.update(model)
-            total += float(loss.detach()) * int(batch.num_graphs)
+            total += value * int(batch.num_graphs)
             count += int(batch.num_graphs)
         model.eval()
         val = error_metrics(collect(average.network, val_loader, species))
@@ -363,6 +364,7 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
         val_loss = config.loss.energy * val.energy_mae**2 + config.loss.forces * val.force_mae**2
         if val.stress_rmse is not None:
             val_loss += config.loss.stress * val.stress_rmse**2
+        check_finite_loss(val_loss, "validation loss", f"at epoch {epoch}", run_dir, val_graphs)
         history.append(
             {"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss, "lr": lr, **val.as_dict()}
         )
@@ -371,11 +373,11 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
         )
         if val_loss < best:
             best, best_epoch = val_loss, epoch
-            _save_checkpoint(os.path.join(run_dir, "checkpoint_best.pt"), checkpoint(epoch))
+            save_checkpoint(os.path.join(run_dir, "checkpoint_best.pt"), checkpoint(epoch))
         elif epoch - max(best_epoch, last_reduction) >= config.lr_patience:
             plateau_rate = max(plateau_rate * config.lr_factor, config.learning_rate * config.lr_final)
             last_reduction = epoch
-        _save_checkpoint(last_path, checkpoint(epoch))
+        save_checkpoint(last_path, checkpoint(epoch))
         write_json({"history": history}, os.path.join(run_dir, "history.json"))
         if epoch - best_epoch >= config.patience:
             tqdm.write(f"early stop at epoch {epoch}: no validation improvement for {config.patience} epochs")
@@ -388,7 +390,7 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
 
     best_model, _ = load_checkpoint(run_dir, "best")
     best_model.eval()
-    state = _load_state(os.path.join(run_dir, "checkpoint_best.pt"))
+    state = load_state(os.path.join(run_dir, "checkpoint_best.pt"))
     if noise is not None:
         noise.load_state_dict(state["noise_state"])  # the noise levels that went with the best network
     _refit_energy_shift(best_model, make_loader(train_graphs, config.batch_size, shuffle=False, seed=0), len(species), noise,
@@ -397,7 +399,7 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False) -
     if noise is not None:
         state["noise_state"] = noise.state_dict()
     state["model_kwargs"]["energy_shift"] = best_model.energy_shift.double().tolist()
-    _save_checkpoint(os.path.join(run_dir, "checkpoint_best.pt"), state)
+    save_checkpoint(os.path.join(run_dir, "checkpoint_best.pt"), state)
     val_collected = collect(best_model, val_loader, species)
     val_metrics = error_metrics(val_collected)
     test_metrics = None
