@@ -14,6 +14,13 @@ peak resident memory of:
 * LAMMPS' EAM (CuNi.eam.alloy) and SNAP (Ta06A, bcc Ta of the same size) as context.
 
 It prints a Markdown table and writes the numbers as JSON (``--out``).
+
+    python benchmarks/bench_pair.py --model demo_out/cuni.pt --sizes 4000 --finite-check 4
+
+measures instead what the pair style's check of the model's results (NaN/Inf in energy,
+forces, virial) costs: in one serial LAMMPS process, timed runs with and without the check
+(``SCALELINK_SKIP_FINITE_CHECK=1``) in the order with, without, without, with, ..., so that
+a drift of the machine's load falls on both alike.
 """
 
 from __future__ import annotations
@@ -73,7 +80,9 @@ sys.exit(proc.returncode)
 """
 
 
-def lammps(kind: str, model: str, cells: int, steps: int, ranks: int, workdir: Path) -> dict[str, float]:
+def lammps(
+    kind: str, model: str, cells: int, steps: int, ranks: int, workdir: Path, extra_env: dict[str, str] | None = None
+) -> dict[str, float]:
     """Loop time per atom and step of the second `run`, peak RSS of the largest process."""
     lattice, a, per_cell, pair = PAIRS[kind]
     # the serial scalelink run leaves its final structure for the Python-side measurements
@@ -84,6 +93,7 @@ def lammps(kind: str, model: str, cells: int, steps: int, ranks: int, workdir: P
     if ranks > 1:
         command = [str(BIN / "mpirun"), "-n", str(ranks), *command]
     env = dict(os.environ, OMP_NUM_THREADS="1" if ranks > 1 else os.environ.get("OMP_NUM_THREADS", "2"))
+    env.update(extra_env or {})
     proc = subprocess.run([sys.executable, "-c", _MEASURE, *command], cwd=workdir, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
@@ -190,6 +200,48 @@ def python_side(model: str, workdir: Path, steps: int) -> dict[str, float]:
     }
 
 
+def finite_check_cost(model: str, sizes: list[int], steps: int, repeats: int) -> None:
+    """µs/atom/step of the serial pair style with and without its finite check, alternated.
+
+    One LAMMPS process per size: after the warm-up, 2 x ``repeats`` timed runs of ``steps``
+    steps, the check switched by ``shell putenv SCALELINK_SKIP_FINITE_CHECK=...`` and a new
+    ``pair_style`` (which reads the variable) in the order with, without, without, with, ...
+    """
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.2f} at the start; model {model}; {steps} steps a run; "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '2')}")
+    print("| atoms | with check | without | with / without |")
+    print("|---|---|---|---|")
+    _, a, _, pair = PAIRS["scalelink"]
+    pair = pair.format(model=model)
+    order = [[True, False, False, True][k % 4] for k in range(2 * repeats)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            cells = max(2, round((size / 4) ** (1 / 3)))
+            runs = "".join(
+                f"shell putenv SCALELINK_SKIP_FINITE_CHECK={0 if checked else 1}\n{pair}\nrun {steps}\n"
+                for checked in order
+            )
+            text = SYSTEM.format(lattice="fcc", a=a, cells=cells, pair=pair, steps=steps, final=runs)
+            text = text.replace(f"run 5\nrun {steps}\n", "run 5\n", 1)
+            (Path(tmp) / "in.check").write_text(text)
+            env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+            proc = subprocess.run([str(BIN / "lmp"), "-in", "in.check", "-log", "none"], cwd=tmp,
+                                  capture_output=True, text=True, env=env)
+            loops = re.findall(r"Loop time of ([0-9.eE+-]+) on \d+ procs for (\d+) steps with (\d+) atoms", proc.stdout)
+            if proc.returncode != 0 or len(loops) != 1 + len(order):
+                raise RuntimeError(f"finite check timing failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+            natoms = int(loops[0][2])
+            rates = [1e6 * float(seconds) / (natoms * int(n)) for seconds, n, _ in loops[1:]]
+            times = {checked: [r for r, c in zip(rates, order) if c == checked] for checked in (True, False)}
+            for on, off in zip(times[True], times[False]):
+                print(f"| {natoms} | {on:.2f} | {off:.2f} | {on / off:.3f} |")
+            on, off = float(np.median(times[True])), float(np.median(times[False]))
+            ratio = float(np.median(np.array(times[True]) / np.array(times[False])))
+            print(f"| {natoms}, medians of {repeats} | **{on:.2f}** | **{off:.2f}** | **{ratio:.3f}** (median of the ratios) |")
+    print(f"(µs/atom/step; load average {os.getloadavg()[0]:.2f} at the end)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
@@ -197,8 +249,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--python-max-atoms", type=int, default=4000, help="skip the ASE/raw measurements above this")
     parser.add_argument("--out", default="benchmarks/results_pair.json")
+    parser.add_argument("--finite-check", type=int, default=0, metavar="REPEATS",
+                        help="only time the serial pair style with and without its finite check, REPEATS times each")
     args = parser.parse_args()
     model = os.path.abspath(args.model)
+    if args.finite_check:
+        finite_check_cost(model, args.sizes, args.steps, args.finite_check)
+        return
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

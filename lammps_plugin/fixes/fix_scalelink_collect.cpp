@@ -18,7 +18,9 @@
 #include "utils.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <numeric>
 
 using namespace LAMMPS_NS;
@@ -100,7 +102,8 @@ void FixScaleLinkCollect::end_of_step()
 {
   // an intensive scalar, reduced over all ranks: every rank takes the same branch
   const double largest = deviation->compute_scalar();
-  if (largest > threshold) write_frame(largest);
+  // NaN (a deviation the committee cannot give) counts as above the threshold
+  if (!(largest <= threshold)) write_frame(largest);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -155,9 +158,23 @@ std::vector<double> FixScaleLinkCollect::gather_atoms()
 void FixScaleLinkCollect::write_frame(double max_deviation)
 {
   const std::vector<double> rows = gather_atoms();
+  int failed = comm->me == 0 ? append_frame(rows, max_deviation) : 0;
+  MPI_Bcast(&failed, 1, MPI_INT, 0, world);
+  if (failed)
+    error->all(FLERR,
+               "fix {} scalelink/collect cannot append the frame of step {} to {}: {} ({} frame(s) "
+               "written before): check the free space and permissions there, or choose another file",
+               id, update->ntimestep, path, std::strerror(failed), frames);
   frames++;
-  if (comm->me != 0) return;
+}
 
+/* ----------------------------------------------------------------------
+   On rank 0: appends one frame of the gathered rows to the file; returns 0, or the errno
+   of the open, write or close that failed (a full disk often shows only at fclose).
+------------------------------------------------------------------------- */
+
+int FixScaleLinkCollect::append_frame(const std::vector<double> &rows, double max_deviation)
+{
   // extxyz is read as Angstrom and eV/Angstrom: undo the run's unit conversion
   const ScaleLink::UnitConversion &units = pair->unit_conversion();
   const double length = units.length_to_model, force = 1.0 / units.force_to_lammps;
@@ -181,8 +198,11 @@ void FixScaleLinkCollect::write_frame(double max_deviation)
                         length * row[2], length * row[3], length * row[4], force * row[5]);
   }
 
+  auto error_code = [] { return errno != 0 ? errno : EIO; };
+  errno = 0;
   FILE *file = std::fopen(path.c_str(), "a");
-  if (!file || std::fwrite(text.data(), 1, text.size(), file) != text.size())
-    error->one(FLERR, "fix {} scalelink/collect cannot append to {}: {}", id, path, utils::getsyserror());
-  std::fclose(file);
+  if (!file) return error_code();
+  int failed = std::fwrite(text.data(), 1, text.size(), file) == text.size() ? 0 : error_code();
+  if (std::fclose(file) != 0 && !failed) failed = error_code();
+  return failed;
 }

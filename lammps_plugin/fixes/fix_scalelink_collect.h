@@ -13,7 +13,10 @@
    and deviations in eV/Angstrom whatever the run's units. The file is created (empty) when
    a run starts if it does not exist, and appended to, never truncated. The fix's global
    scalar is the number of frames written so far. The check costs one MPI_Allreduce; the
-   gather of all atoms on rank 0 happens only for frames written.
+   gather of all atoms on rank 0 happens only for frames written. A NaN deviation counts
+   as above the threshold (the frame is written, with nan in it). A frame that cannot be
+   written whole (open, write or close failing: a full disk, say) stops the run on every
+   rank with an error naming the file and the reason, and is not counted.
 ------------------------------------------------------------------------- */
 
 #ifndef LMP_FIX_SCALELINK_COLLECT_H
@@ -47,6 +50,7 @@ class FixScaleLinkCollect : public Fix {
   int frames;
 
   void write_frame(double max_deviation);
+  int append_frame(const std::vector<double> &rows, double max_deviation);
   std::vector<double> gather_atoms();
 };
 

@@ -16,8 +16,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
+#include <iomanip>
+#include <sstream>
+#include <utility>
 
 using LAMMPS_NS::json;
 
@@ -43,6 +47,25 @@ namespace detail {
     return value;
   }
 
+  // An exception raised inside TorchScript reads "The following operation failed in the
+  // TorchScript interpreter.", then the TorchScript traceback, and the exception itself on
+  // the last line ("builtins.RuntimeError: ..."): that line is the one that says what went wrong.
+  std::string model_message(const std::string &text)
+  {
+    if (text.rfind("The following operation failed in the TorchScript interpreter", 0) != 0)
+      return first_line(text);
+    std::string last;
+    std::size_t begin = 0;
+    while (begin < text.size()) {
+      const auto end = std::min(text.find('\n', begin), text.size());
+      if (text.find_first_not_of(" \t\r", begin) < end) last = text.substr(begin, end - begin);
+      begin = end + 1;
+    }
+    const std::string prefix = "builtins.";
+    if (last.rfind(prefix, 0) == 0) last.erase(0, prefix.size());
+    return last.empty() ? first_line(text) : last;
+  }
+
   void rethrow_as_model_error()
   {
     try {
@@ -50,9 +73,9 @@ namespace detail {
     } catch (const ModelError &) {
       throw;
     } catch (const c10::Error &e) {
-      throw ModelError(first_line(e.what_without_backtrace()));
+      throw ModelError(model_message(e.what_without_backtrace()));
     } catch (const std::exception &e) {
-      throw ModelError(first_line(e.what()));
+      throw ModelError(model_message(e.what()));
     }
   }
 
@@ -188,6 +211,54 @@ namespace {
     return static_cast<int>(module.run_method("num_features").toInt());
   }
 
+  // The networks inside a deployed wrapper that may say what they were built with: the
+  // wrapper itself, its `potential` (a single model) and each of its `members` (a committee),
+  // named by their attribute paths.
+  std::vector<std::pair<std::string, torch::jit::Module>> networks(const torch::jit::Module &module)
+  {
+    std::vector<std::pair<std::string, torch::jit::Module>> found{{"", module}};
+    if (module.hasattr("potential") && module.attr("potential").isModule())
+      found.emplace_back("potential", module.attr("potential").toModule());
+    if (module.hasattr("members") && module.attr("members").isModule())
+      for (const auto &member : module.attr("members").toModule().named_children())
+        found.emplace_back("members." + member.name, member.value);
+    return found;
+  }
+
+  std::string number(double value)
+  {
+    std::ostringstream text;
+    text << std::setprecision(10) << value;
+    return text.str();
+  }
+
+  // The pair style builds its graphs from the metadata. Metadata edited after export, or
+  // written for another network, would give it graphs the network was not made for: a
+  // smaller cutoff silently drops neighbours, a larger one or more layers fill the ghost
+  // shell far beyond what the network reads. Where a network carries its own `cutoff` and
+  // `num_layers` attributes, the metadata must agree with them.
+  void check_against_network(const torch::jit::Module &module, const ModelMetadata &md, const std::string &path)
+  {
+    for (const auto &[name, network] : networks(module)) {
+      const std::string which = name.empty() ? "the network" : "the network '" + name + "'";
+      const c10::IValue cutoff = network.hasattr("cutoff") ? network.attr("cutoff") : c10::IValue();
+      if (cutoff.isDouble() || cutoff.isInt()) {
+        const double built = cutoff.isDouble() ? cutoff.toDouble() : static_cast<double>(cutoff.toInt());
+        if (std::abs(built - md.cutoff) > 1e-9 * std::max(1.0, std::abs(built)))
+          throw ModelError(path + ": metadata 'cutoff' is " + number(md.cutoff) + ", but " + which +
+                           " was built with cutoff " + number(built) +
+                           ": the metadata was edited or belongs to another network; re-export "
+                           "the model with `scalelink deploy`");
+      }
+      const c10::IValue layers = network.hasattr("num_layers") ? network.attr("num_layers") : c10::IValue();
+      if (layers.isInt() && layers.toInt() != md.num_layers)
+        throw ModelError(path + ": metadata 'num_layers' is " + std::to_string(md.num_layers) + ", but " +
+                         which + " has " + std::to_string(layers.toInt()) +
+                         " message-passing layer(s): the metadata was edited or belongs to another "
+                         "network; re-export the model with `scalelink deploy`");
+    }
+  }
+
 }    // namespace
 
 bool ModelMetadata::returns(const std::string &key) const
@@ -231,6 +302,7 @@ Model::Model(const std::string &path, const std::string &device) : impl(std::mak
     throw ModelError(path + " has no " + std::string(Keys::METADATA_FILE) +
                      " inside: it is not a ScaleLink model; export it with `scalelink deploy`");
   impl->metadata = parse_metadata(text, path);
+  check_against_network(impl->module, impl->metadata, path);
   impl->dtype = impl->metadata.dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
   try {
     impl->num_features = layer_interface_width(impl->module);

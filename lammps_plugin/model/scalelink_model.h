@@ -92,7 +92,9 @@ struct FeatureExchange {
 class Model {
  public:
   // Reads and validates `path` and puts the weights on `device` ("cpu", "cuda:0", ...);
-  // throws ModelError naming the file and the reason.
+  // throws ModelError naming the file and the reason. The metadata's cutoff and number of
+  // layers must agree with the `cutoff` and `num_layers` attributes of the network inside
+  // (the wrapper, its `potential` or each of its `members`) where it has them.
   explicit Model(const std::string &path, const std::string &device = "cpu");
   ~Model();
   Model(const Model &) = delete;
@@ -117,7 +119,9 @@ class Model {
   // down. The energy, forces and virial are then those of the whole system's energy, as if
   // every rank saw all atoms its local atoms depend on. exchange.forward and then
   // exchange.reverse are each called num_layers - 1 times, also for an empty graph (no
-  // model call then), so that all ranks take part in the same communications.
+  // model call then) and when the model fails on this rank (with zero rows from the
+  // failure on, before ModelError is thrown), so that all ranks take part in the same
+  // communications.
   ModelResult evaluate_layers(const GraphView &graph, const FeatureExchange &exchange,
                               bool atomic_virial = false);
 

@@ -97,11 +97,14 @@ ModelResult Model::evaluate_layers(const GraphView &graph, const FeatureExchange
     return torch::from_blob(const_cast<void *>(data), shape, options).to(device);
   };
 
+  // Communications made so far; a failure completes the rest (see below).
+  int forwarded = 0, reversed = 0;
   // Local rows [n_local, F] (model dtype, on the device) -> all rows, ghosts from their owners.
   auto complete_with_ghosts = [&](const at::Tensor &local) {
     const at::Tensor rows = local.detach().to(torch::kCPU, torch::kFloat64).contiguous();
     at::Tensor ghosts = torch::empty({n_ghost, width}, float64);
     exchange.forward(rows.data_ptr<double>(), ghosts.data_ptr<double>());
+    forwarded++;
     return torch::cat({local.detach(), ghosts.to(device, dtype)});
   };
   // Gradient rows of all nodes -> those of the local nodes with their ghost copies' added.
@@ -110,6 +113,7 @@ ModelResult Model::evaluate_layers(const GraphView &graph, const FeatureExchange
         all.narrow(0, n_local, n_ghost).to(torch::kCPU, torch::kFloat64).contiguous();
     at::Tensor owned = torch::zeros({n_local, width}, float64);
     exchange.reverse(ghosts.data_ptr<double>(), owned.data_ptr<double>());
+    reversed++;
     return all.narrow(0, 0, n_local) + owned.to(device, dtype);
   };
 
@@ -185,6 +189,13 @@ ModelResult Model::evaluate_layers(const GraphView &graph, const FeatureExchange
                        " energies for " + std::to_string(n_local) + " atoms");
     result.energy = impl->atomic_energy.sum().item<double>();
   } catch (...) {
+    // The other ranks wait in the communications this rank has not reached: it takes part
+    // in them with zero rows, so that every rank returns and the caller can agree on the
+    // failure with the others instead of leaving them waiting.
+    std::vector<double> local_rows(n_local * width, 0.0), ghost_rows(n_ghost * width, 0.0);
+    for (; forwarded < num_layers - 1; forwarded++) exchange.forward(local_rows.data(), ghost_rows.data());
+    std::fill(ghost_rows.begin(), ghost_rows.end(), 0.0);
+    for (; reversed < num_layers - 1; reversed++) exchange.reverse(ghost_rows.data(), local_rows.data());
     detail::rethrow_as_model_error();
   }
   point_into(result, atomic_virial);

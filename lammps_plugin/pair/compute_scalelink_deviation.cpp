@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 using namespace LAMMPS_NS;
@@ -78,18 +79,27 @@ void ComputeScaleLinkDeviation::require_current(const char *what)
                id, what, update->ntimestep, pair->deviation_step());
 }
 
-/* ---------------------------------------------------------------------- */
+/* ----------------------------------------------------------------------
+   NaN counts as above any threshold: one NaN deviation in the group makes the maximum NaN,
+   which std::max and MPI_MAX would drop, so that fix halt and fix scalelink/collect act on
+   exactly the configurations the committee cannot judge.
+------------------------------------------------------------------------- */
 
 double ComputeScaleLinkDeviation::group_max()
 {
   const double *deviation = pair->force_deviation();
   const int *mask = atom->mask;
   const int nlocal = atom->nlocal;
-  double mine = 0.0, largest = 0.0;
-  for (int i = 0; i < nlocal; i++)
-    if (mask[i] & groupbit) mine = std::max(mine, deviation[i]);
-  MPI_Allreduce(&mine, &largest, 1, MPI_DOUBLE, MPI_MAX, world);
-  return largest;
+  double mine[2] = {0.0, 0.0}, all[2] = {0.0, 0.0};    // largest deviation, 1 if any is NaN
+  for (int i = 0; i < nlocal; i++) {
+    if (!(mask[i] & groupbit)) continue;
+    if (std::isnan(deviation[i]))
+      mine[1] = 1.0;
+    else
+      mine[0] = std::max(mine[0], deviation[i]);
+  }
+  MPI_Allreduce(mine, all, 2, MPI_DOUBLE, MPI_MAX, world);
+  return all[1] > 0.0 ? std::numeric_limits<double>::quiet_NaN() : all[0];
 }
 
 /* ---------------------------------------------------------------------- */

@@ -16,6 +16,10 @@
    Global vector [2]: (largest per-atom force deviation in the group, energy deviation),
    the energy deviation being the standard deviation of the members' total energies over
    all atoms, whatever the group (energy units). Both intensive.
+
+   NaN counts as above any threshold: a NaN force deviation of any atom in the group makes
+   the largest deviation NaN (and a NaN member energy the energy deviation), so that
+   `fix halt ... v_dev > x` stops and fix scalelink/collect writes the frame.
 ------------------------------------------------------------------------- */
 
 #ifndef LMP_COMPUTE_SCALELINK_DEVIATION_H

@@ -40,7 +40,8 @@ using namespace LAMMPS_NS;
 
 PairScaleLink::PairScaleLink(LAMMPS *lmp) :
     Pair(lmp), cutoff(0.0), num_layers(0), device_request("cpu"), share_gpu(false),
-    ghost_request("exchange"), heap_request("auto"), ghost_given(false), exchange(false), cutghostuser_before(-1.0),
+    ghost_request("exchange"), heap_request("auto"), ghost_given(false), exchange(false), check_results(true),
+    cutghostuser_before(-1.0),
     cutghostuser_set(0.0), n_local_nodes(0), ghost_stride(0), num_features(0),
     deviation_timestep(-1), comm_rows(nullptr), comm_stride(0)
 {
@@ -130,6 +131,9 @@ void PairScaleLink::settings(int narg, char **arg)
   if (model && (device != device_request || share != share_gpu)) model.reset();
   device_request = device;
   share_gpu = share;
+  // for timing the check of the model's results only; read by every pair_style command
+  const char *skip = std::getenv("SCALELINK_SKIP_FINITE_CHECK");
+  check_results = !(skip && *skip && std::strcmp(skip, "0") != 0);
   ghost_request = ghost;
   ghost_given = ghost_keyword;
   heap_request = heap;
@@ -169,6 +173,9 @@ void PairScaleLink::coeff(int narg, char **arg)
                      "it (cutoff {:.10g} in LAMMPS units)\n",
                      units.model_units, units.lammps_units, units.length_to_model,
                      units.energy_to_lammps, units.force_to_lammps, cutoff);
+    if (!check_results)
+      utils::logmesg(lmp, "ScaleLink: SCALELINK_SKIP_FINITE_CHECK is set: energies, forces and "
+                          "virials are not checked for NaN or Inf (meant for timing the check only)\n");
   }
 }
 
@@ -188,15 +195,9 @@ void PairScaleLink::load_model(const std::string &file)
     message = *e.what() ? e.what() : "unknown error while reading " + file;
   }
 
-  int mine = message.empty() ? comm->nprocs : comm->me, first_failed = 0;
-  MPI_Allreduce(&mine, &first_failed, 1, MPI_INT, MPI_MIN, world);
-  if (first_failed < comm->nprocs) {
-    int length = static_cast<int>(message.size());
-    MPI_Bcast(&length, 1, MPI_INT, first_failed, world);
-    message.resize(length);
-    MPI_Bcast(message.data(), length, MPI_CHAR, first_failed, world);
-    error->all(FLERR, message);
-  }
+  int failed_rank = 0;
+  message = first_failure(message, failed_rank);
+  if (!message.empty()) error->all(FLERR, message);
 
   // Every rank reads the same metadata, so a units problem stops all ranks alike.
   try {

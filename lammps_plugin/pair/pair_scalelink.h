@@ -48,6 +48,16 @@
    giving every local atom the deviation of the member forces that compute
    scalelink/deviation reports.
 
+   After every model call the ranks agree, in one MPI_Allreduce, that it succeeded on every
+   rank and that the energy, forces and virials (per-atom ones when computed) are finite;
+   otherwise every rank stops with the same error, naming the step and either the failing
+   rank's message or the first IDs of the atoms whose forces are not finite. A NaN would
+   otherwise run on silently (NaN positions never trigger a reneighbouring, so LAMMPS' own
+   checks never see them) or leave minimize looping forever. The check is one pass over
+   the forces; SCALELINK_SKIP_FINITE_CHECK=1 in the environment when pair_style is issued
+   switches it off (a model error then stops the failing rank alone, with error->one), for
+   timing it only.
+
    Restart files do not hold the model: after read_restart, issue pair_style and pair_coeff
    again.
 ------------------------------------------------------------------------- */
@@ -111,6 +121,7 @@ class PairScaleLink : public Pair {
   bool ghost_given;             // ... or the default
   bool exchange;                // features exchanged between layers in this run
   std::string ghost_logged;     // the mode last written to the log
+  bool check_results;           // false: SCALELINK_SKIP_FINITE_CHECK is set (timing only)
   // comm->cutghostuser before "ghost full" raised it (negative: not raised), and the value set
   double cutghostuser_before, cutghostuser_set;
 
@@ -160,7 +171,11 @@ class PairScaleLink : public Pair {
   void choose_ghost_mode();
   void restore_ghost_cutoff();
   void build_graph(int hops);
-  ScaleLink::ModelResult evaluate(bool atomic_virial);
+  std::string evaluate(bool atomic_virial, ScaleLink::ModelResult &result);
+  std::string first_failure(const std::string &mine, int &rank);
+  bool finite(const ScaleLink::ModelResult &result, bool atomic_virial) const;
+  void check_result(const std::string &failure, const ScaleLink::ModelResult *result, bool atomic_virial);
+  void report_not_finite(const ScaleLink::ModelResult *result, bool atomic_virial);
   void send_features(const double *local_rows, double *ghost_rows);
   void return_feature_gradients(const double *ghost_rows, double *local_rows);
   void tally(const ScaleLink::ModelResult &result);

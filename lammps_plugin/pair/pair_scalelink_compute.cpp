@@ -112,18 +112,22 @@ void PairScaleLink::compute(int eflag, int vflag)
   // still take part in the communications: those between layers (evaluate_layers sees to
   // that) and the reverse communications below.
   ScaleLink::ModelResult result;
-  if (exchange || !node_atom.empty()) {
-    result = evaluate(atomic_virial);
-    if (!node_atom.empty()) tally(result);
-  }
+  std::string failure;
+  if (exchange || !node_atom.empty()) failure = evaluate(atomic_virial, result);
+  const bool evaluated = failure.empty() && !node_atom.empty();
+  check_result(failure, evaluated ? &result : nullptr, atomic_virial);
+  if (evaluated) tally(result);
 
   if (!newton) fold_ghosts();
   if (committee_size() > 1) committee_deviation(node_atom.empty() ? nullptr : &result);
 }
 
-/* ---------------------------------------------------------------------- */
+/* ----------------------------------------------------------------------
+   One model call on this rank's graph into `result`; returns what went wrong, empty when
+   nothing did. Never stops on its own: the ranks agree on failures in check_result.
+------------------------------------------------------------------------- */
 
-ScaleLink::ModelResult PairScaleLink::evaluate(bool atomic_virial)
+std::string PairScaleLink::evaluate(bool atomic_virial, ScaleLink::ModelResult &result)
 {
   ScaleLink::GraphView graph;
   graph.n_nodes = static_cast<std::int64_t>(node_atom.size());
@@ -142,11 +146,10 @@ ScaleLink::ModelResult PairScaleLink::evaluate(bool atomic_virial)
   }
 
   try {
-    return exchange ? model->evaluate_layers(graph, features, atomic_virial)
-                    : model->evaluate(graph, atomic_virial);
+    result = exchange ? model->evaluate_layers(graph, features, atomic_virial)
+                      : model->evaluate(graph, atomic_virial);
   } catch (const std::exception &e) {
-    error->one(FLERR, "pair_style scalelink: evaluating {} failed on step {}: {}", model_file,
-               update->ntimestep, e.what());
+    return *e.what() ? e.what() : "an exception without a message";
   }
   return {};
 }
