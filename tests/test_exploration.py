@@ -8,6 +8,7 @@ from the chunks of ``check_every`` steps.
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 import torch
@@ -64,8 +65,8 @@ def test_a_lammps_error_that_is_no_breakdown_is_raised(committee: str, tmp_path,
     with pytest.raises(ScaleLinkError, match=r"steps 5-10 .* not a breakdown of the trajectory") as raised:
         explore(committee, SPECIES, str(out), cells=2, temperature=300.0, steps=20, check_every=5,
                 threshold=0.0, upper_threshold=100.0)
-    assert "cannot append to" in str(raised.value) and "log.lammps" in str(raised.value)
-    assert "cannot append to" in str(raised.value.__cause__)  # LAMMPS' exception, kept
+    assert re.search(r"cannot append .* to ", str(raised.value)) and "log.lammps" in str(raised.value)
+    assert re.search(r"cannot append .* to ", str(raised.value.__cause__))  # LAMMPS' exception, kept
 
 
 def test_an_unexpected_exception_is_not_swallowed(committee: str, tmp_path, monkeypatch) -> None:  # type: ignore
