@@ -79,17 +79,22 @@ class LimitedIncrement(J2Plasticity):
         self.committed_strain = self.trial_strain
 
 
-def halving(out: str) -> None:
-    """The documented recovery: on ``FE2SolveError`` restore the last converged state and halve
-    the load step."""
-    comm = MPI.COMM_WORLD
+def strip(comm):  # type: ignore[no-untyped-def]
+    """A 4 x 1 strip of 16 x 4 cells, clamped on the left; ``g`` moves the right edge."""
     msh = mesh.create_rectangle(comm, [[0.0, 0.0], [4.0, 1.0]], [16, 4])
     space = fem.functionspace(msh, ("Lagrange", 1, (2,)))
     left = fem.locate_dofs_geometrical(space, lambda x: np.isclose(x[0], 0.0))
     right = fem.locate_dofs_geometrical(space, lambda x: np.isclose(x[0], 4.0))
     g = fem.Function(space)
     bcs = [fem.dirichletbc(np.zeros(2), left, space), fem.dirichletbc(g, right)]
-    u = fem.Function(space)
+    return msh, fem.Function(space), g, bcs
+
+
+def halving(out: str) -> None:
+    """The documented recovery: on ``FE2SolveError`` restore the last converged state and halve
+    the load step."""
+    comm = MPI.COMM_WORLD
+    msh, u, g, bcs = strip(comm)
     micro = LimitedIncrement(strain_size=3, young=200.0, poisson=0.3, yield_stress=0.25, hardening=10.0)
     problem = FE2Problem(u, micro, bcs=bcs)
     attempts: list[list] = []
@@ -135,13 +140,7 @@ def failures(out: str) -> None:
 
 def main(out: str) -> None:
     comm = MPI.COMM_WORLD
-    msh = mesh.create_rectangle(comm, [[0.0, 0.0], [4.0, 1.0]], [16, 4])
-    space = fem.functionspace(msh, ("Lagrange", 1, (2,)))
-    left = fem.locate_dofs_geometrical(space, lambda x: np.isclose(x[0], 0.0))
-    right = fem.locate_dofs_geometrical(space, lambda x: np.isclose(x[0], 4.0))
-    g = fem.Function(space)
-    bcs = [fem.dirichletbc(np.zeros(2), left, space), fem.dirichletbc(g, right)]
-    u = fem.Function(space)
+    msh, u, g, bcs = strip(comm)
     micro = J2Plasticity(strain_size=3, young=200.0, poisson=0.3, yield_stress=0.25, hardening=10.0)
     problem = FE2Problem(u, micro, bcs=bcs)
     l2 = fem.form(ufl.inner(u, u) * ufl.dx)
