@@ -24,6 +24,7 @@ ALLOWED = {
     "fe2": {"bridge"},
     "coupling": {"bridge", "fe2"},
     "fenicsx": {"fe2", "coupling"},
+    "datadriven": {"fe2", "bridge"},
     "cli": {"bridge", "potentials", "training", "campaigns", "surrogates", "fe2", "coupling", "fenicsx"},
 }
 
