@@ -20,7 +20,7 @@ from datadriven_driver import (  # noqa: E402
     PLATE_STRAINS, POISSON, YOUNG, classical_solution, errors, mandel_stress, problem)
 from scalelink.bridge.errors import ConfigError, DataError  # noqa: E402
 from scalelink.datadriven import (  # noqa: E402
-    DataDrivenProblem, MaterialDatabase, StateSearch, database_from_samples, fit_stiffness,
+    DataDrivenProblem, DataDrivenSolveError, MaterialDatabase, StateSearch, database_from_samples, fit_stiffness,
     linear_elastic_database, load_database)
 from scalelink.fe2.macro import mandel_strain  # noqa: E402
 from scalelink.fe2.sampling import SamplingSpec  # noqa: E402
@@ -217,6 +217,8 @@ def test_bad_stiffness_and_mismatched_sizes_are_refused(plate) -> None:  # type:
     data3d = linear_elastic_database(isotropic_stiffness(young=1.0, poisson=0.2), spacing=1.0, strain_range=1.0)
     with pytest.raises(ConfigError, match="strain size 6 but a 2D mesh needs 3"):
         DataDrivenProblem(fem.Function(V), data3d, bcs=bcs)
+    with pytest.raises(DataDrivenSolveError, match="still changed after 1 iterations"):
+        DataDrivenProblem(fem.Function(V), data, bcs=bcs, body_force=gravity, tractions=tractions).solve(max_iterations=1)
     line = MaterialDatabase(np.outer(np.linspace(0, 1, 9), [1.0, 0.0, 0.0]), np.zeros((9, 3)))
     with pytest.raises(ConfigError, match="do not span"):
         DataDrivenProblem(fem.Function(V), line, bcs=bcs)

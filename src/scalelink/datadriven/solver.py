@@ -70,7 +70,8 @@ class DataDrivenResult:
         iterations: assignments made (each followed by the two linear solves), the last one
             being the one that changed nothing.
         changed: points (all ranks) whose database state changed, per iteration.
-        objective: ``∫ d² dx`` per iteration, after its solves (non-increasing).
+        objective: ``∫ d² dx`` (all ranks) after the solves of every iteration that changed an
+            assignment, so one entry fewer than ``changed``; non-increasing.
         max_distance: largest ``d`` over all quadrature points at the end.
         mean_distance: mean of ``d`` over all quadrature points at the end.
         seconds: wall time of the solve (rank 0's clock).
