@@ -11,7 +11,10 @@ Cauchy–Born tangent of the same potential. The two are coupled over an overlap
 :mod:`scalelink.coupling.quasistatic`): by default the linear continuum is condensed onto the pad
 atoms and one LAMMPS relaxation finds the coupled equilibrium
 (:mod:`scalelink.coupling.condensed`); ``--method schwarz`` iterates between the two
-solvers instead and lands on the same answer.
+solvers instead and lands on the same answer. Both are picked by name: the problem is described
+once (:class:`~scalelink.coupling.methods.StaticProblem`) and handed to
+:func:`~scalelink.coupling.methods.couple` with the method's name, so any static coupling method
+of :mod:`scalelink.coupling.methods` can take its place.
 
 The script prints how the solve went, then checks the answer against a fully atomistic model of
 the whole square (same potential, same edge displacement) and against the atomistic region alone
@@ -36,14 +39,13 @@ from scalelink.coupling.exchange import idle_barrier, split_world
 from scalelink.coupling.atomistic2d import AtomisticRegion
 from scalelink.coupling.lattice import HexLattice, LennardJones2D
 from scalelink.coupling.coarse import CoarseGrid, coarse_spacing
+from scalelink.coupling.methods import StaticProblem, couple, coupling_methods
 from scalelink.coupling.quasistatic import (
     ContinuumRegion,
     CouplingGeometry,
     affine_displacement,
     lattice_constants,
-    solve_coupled,
 )
-from scalelink.coupling.condensed import solve_condensed
 
 
 def vacancy_cluster(lattice: HexLattice, size: int) -> np.ndarray:
@@ -110,9 +112,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                         help="half-width of the whole square in lattice spacings")
     parser.add_argument("--growth", type=float, default=1.2,
                         help="size ratio of neighbouring elements away from the atoms (1: uniform mesh)")
-    parser.add_argument("--method", choices=("condensed", "schwarz"), default="condensed",
-                        help="condensed: one LAMMPS minimisation with the continuum condensed onto the pad; "
-                             "schwarz: alternating Schwarz iterations")
+    parser.add_argument("--method", choices=[m.name for m in coupling_methods("static")], default="condensed",
+                        help="the static coupling method: "
+                             + "; ".join(f"{m.name}: {m.summary}" for m in coupling_methods("static")))
     parser.add_argument("--minimizer", choices=("anderson", "fire"), default="anderson",
                         help="relaxation of the condensed method (forces only)")
     parser.add_argument("--coarse", type=float, default=None,
@@ -157,11 +159,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     # the coarse grid (spacing H) of the preconditioner: Cauchy–Born elasticity over the whole square
     spacing = coarse_spacing(a, geometry.free_half_width) if args.coarse is None else args.coarse * a
     precondition = args.minimizer == "anderson" and spacing > 0.0
-    if args.method == "condensed":
-        result = solve_condensed(link, geometry, lattice, continuum=continuum, atoms=atoms, minimizer=args.minimizer,
-                                 coarse_spacing=spacing if precondition else None, precondition=precondition)
-    else:
-        result = solve_coupled(link, geometry, lattice, continuum=continuum, atoms=atoms, tol=1e-7)
+    # the method by name; each takes its own options (the others keep their defaults)
+    options = {
+        "condensed": {"minimizer": args.minimizer, "coarse_spacing": spacing if precondition else None,
+                      "precondition": precondition},
+        "schwarz": {"tol": 1e-7},
+    }
+    problem = StaticProblem(link, geometry, lattice, continuum=continuum, atoms=atoms)
+    result = couple(problem, method=args.method, **options.get(args.method, {})).record
     if world.rank == 0:
         print(f"lattice spacing {a:.6f} Å, C11 {stiffness[0, 0]:.5f} C12 {stiffness[0, 1]:.5f} eV/Å²")
         if args.method == "schwarz":

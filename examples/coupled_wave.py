@@ -7,7 +7,8 @@ Run with one line (one process; about half a minute)::
 The atoms are a straight Lennard-Jones chain (the potential of the 2D coupling,
 ``lj/smooth/linear``); the continuum is a line of P1 elements four lattice spacings long, so the
 mesh carries wavenumbers up to ``π/h`` (``k a <= 0.785``). They meet in a bridging-domain overlap
-of eight elements (see :mod:`scalelink.coupling.bridging_chain`). A Gaussian packet of central
+of eight elements (see :mod:`scalelink.coupling.bridging_chain`), the coupling method
+``"bridging_chain"`` of :func:`scalelink.coupling.methods.couple`. A Gaussian packet of central
 wavenumber k starts in the atoms, runs into the handshake, and we measure where its energy is
 once it is gone: back in the atoms (R, reflected), in the elements (transmitted), or removed by
 the fine-scale damping (absorbed).
@@ -28,11 +29,18 @@ import mpi4py.MPI as MPI  # noqa: F401  (loads libmpi before LAMMPS)
 import numpy as np
 
 from scalelink.coupling.lattice import LennardJones2D
-from scalelink.coupling.bridging_chain import BridgingChain, WaveConfig
+from scalelink.coupling.bridging_chain import WaveConfig, WaveResult
 from scalelink.coupling.dispersion import Chain1D, GaussianProcess1D, fit_mass_blend, lammps_dispersion_samples
+from scalelink.coupling.methods import ChainWaveProblem, couple
 
 ELEMENT_SPACINGS = 4
 WAVENUMBERS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.9, 1.2, 1.5, 2.0, 2.5)  # k a
+METHOD = "bridging_chain"  # the dynamic coupling method that runs a 1D chain in one process
+
+
+def packet(chain: Chain1D, ka: float, **config: float) -> WaveResult:
+    """The energy balance of one packet of central wavenumber ``k a`` (``config``: more of :class:`WaveConfig`)."""
+    return couple(ChainWaveProblem(chain, WaveConfig(ka / chain.spacing, **config)), method=METHOD).record
 
 
 def main() -> None:
@@ -59,7 +67,7 @@ def main() -> None:
           f"mesh cutoff k a = {np.pi / ELEMENT_SPACINGS:.3f}")
 
     # 3. The coupled system conserves energy when nothing damps it.
-    check = BridgingChain(chain, WaveConfig(0.3 / chain.spacing, fine_damping=0.0, mass_blend=beta)).run()
+    check = packet(chain, 0.3, fine_damping=0.0, mass_blend=beta)
     print(f"no damping, k a = 0.3: max |ΔE| = {check.energy_error:.1e} of the packet energy over {check.steps} steps")
 
     # 4. The sweep: with the surrogate, and with a lumped mass.
@@ -67,8 +75,8 @@ def main() -> None:
     print(f"\n{'k a':>5} {'kh/π':>5} | {'R (GP)':>9} {'T (GP)':>7} {'A (GP)':>7} | "
           f"{'R (lumped)':>10} {'T':>6} {'A':>6}")
     for ka in WAVENUMBERS:
-        with_gp = BridgingChain(chain, WaveConfig(ka / chain.spacing, mass_blend=beta)).run()
-        lumped = BridgingChain(chain, WaveConfig(ka / chain.spacing, mass_blend=0.0)).run()
+        with_gp = packet(chain, ka, mass_blend=beta)
+        lumped = packet(chain, ka, mass_blend=0.0)
         rows.append({"ka": ka, "gp": vars(with_gp), "lumped": vars(lumped)})
         print(f"{ka:5.2f} {ka * ELEMENT_SPACINGS / np.pi:5.2f} | {with_gp.reflected:9.2e} {with_gp.transmitted:7.3f} "
               f"{with_gp.absorbed:7.3f} | {lumped.reflected:10.2e} {lumped.transmitted:6.3f} {lumped.absorbed:6.3f}")

@@ -13,7 +13,10 @@ carries wavenumbers up to ``k a = π/2``. They overlap over 16 elements, where a
 handshake ties the motion the mesh can carry and damps the rest (see
 :mod:`scalelink.coupling.md`). A longitudinal Gaussian packet of central wavenumber k
 starts in the atoms and runs into the handshake; once it has gone we measure the energy back in the
-purely atomistic region (R, reflected) and in the elements beyond the handshake (T).
+purely atomistic region (R, reflected) and in the elements beyond the handshake (T). The runs of
+:mod:`scalelink.coupling.md_runs` step the strip with
+:func:`~scalelink.coupling.md.run_coupled`, the dynamic coupling method that
+:func:`scalelink.coupling.methods.couple` calls ``"bridging_strip"``.
 
 The dispersion surrogate: LAMMPS force constants give the lattice's ω(k) along the strip at the
 13 wavenumbers of a 24-spacing periodic cell; a Gaussian process trained on them is the

@@ -4,9 +4,10 @@ two groups of one ``mpirun`` exchanging data over MPI.
 Methods: the quasi-static Schwarz loop (:func:`~.quasistatic.solve_coupled`), the condensed
 one-relaxation solve (:func:`~.condensed.solve_condensed`), the 1D bridging-domain chain
 (:class:`~.bridging_chain.BridgingChain`) and LAMMPS–dolfinx dynamics
-(:func:`~.md.run_coupled`). Public names are imported on first use::
+(:func:`~.md.run_coupled`). :func:`~.methods.couple` runs any of them by name on a problem
+description (:mod:`~.methods`). Public names are imported on first use::
 
-    from scalelink.coupling import solve_coupled, HexLattice
+    from scalelink.coupling import StaticProblem, couple, HexLattice
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ EXPORTS = {
     "lattice_constants": "quasistatic",
     "solve_coupled": "quasistatic",
     "solve_condensed": "condensed",
+    "ChainWaveProblem": "methods",
+    "CouplingMethod": "methods",
+    "CouplingOutcome": "methods",
+    "StaticProblem": "methods",
+    "StripDynamicsProblem": "methods",
+    "couple": "methods",
+    "coupling_method": "methods",
+    "coupling_methods": "methods",
     "condense": "condensed",
     "CouplingGeometry": "geometry",
     "affine_displacement": "geometry",
