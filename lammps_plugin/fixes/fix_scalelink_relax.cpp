@@ -348,41 +348,71 @@ void FixScaleLinkRelax::initial_integrate(int /*vflag*/)
 {
   if (stopped_run) return;
   precondition();
-  double **x = atom->x;
-  const double *r = precond.data();
-  const int *mask = atom->mask;
-  const int nlocal = atom->nlocal;
-  const int periodic[3] = {domain->xperiodic, domain->yperiodic, domain->zperiodic};
-  const double period[3] = {domain->xprd, domain->yprd, domain->zprd};
-  // per atom: x_prev (dim), r_prev (dim), then Y and dR, each dim rows of depth slots
-  const int offset_y = 2 * dim, offset_r = 2 * dim + depth * dim;
-
   if (fnorm > 1e3 * best_fnorm) {
     clear_history();
     restarts += 1.0;
   }
-  int slot = -1;
-  if (have_previous && depth > 0) {
-    slot = next_slot;
-    next_slot = (next_slot + 1) % depth;
-    if (static_cast<int>(order.size()) == depth) order.erase(order.begin());
-    for (int i = 0; i < nlocal; ++i) {
-      if (!(mask[i] & groupbit)) continue;
-      double *s = store[i];
-      for (int c = 0; c < dim; ++c) {
-        double dx = x[i][c] - s[c];
-        if (periodic[c]) dx -= period[c] * std::nearbyint(dx / period[c]);
-        const double dr = r[i * dim + c] - s[dim + c];
-        s[offset_r + c * depth + slot] = dr;
-        s[offset_y + c * depth + slot] = dx + dr;
-      }
+  const int slot = record_change();
+  const std::vector<double> coefficient = mixing_coefficients(slot);
+
+  // the step, limited to dmax for every atom
+  const double longest = park_steps(coefficient);
+  double global_longest = 0.0;
+  MPI_Allreduce(&longest, &global_longest, 1, MPI_DOUBLE, MPI_MAX, world);
+  const double scale = std::sqrt(global_longest) > dmax ? dmax / std::sqrt(global_longest) : 1.0;
+  take_parked_steps(scale);
+  have_previous = true;
+}
+
+/* ----------------------------------------------------------------------
+   Store the changes dX + dR and dR of every atom of the group since the last step in the next
+   history slot (the oldest is dropped when all are in use); returns the slot, or -1 when there
+   is no previous step (or no history).
+   Per atom, store holds x_prev (dim), r_prev (dim), then Y and dR, each dim rows of depth slots.
+------------------------------------------------------------------------- */
+
+int FixScaleLinkRelax::record_change()
+{
+  if (!have_previous || depth == 0) return -1;
+  double **x = atom->x;
+  const double *r = precond.data();
+  const int *mask = atom->mask;
+  const int periodic[3] = {domain->xperiodic, domain->yperiodic, domain->zperiodic};
+  const double period[3] = {domain->xprd, domain->yprd, domain->zprd};
+  const int offset_y = 2 * dim, offset_r = 2 * dim + depth * dim;
+  const int slot = next_slot;
+  next_slot = (next_slot + 1) % depth;
+  if (static_cast<int>(order.size()) == depth) order.erase(order.begin());
+  for (int i = 0; i < atom->nlocal; ++i) {
+    if (!(mask[i] & groupbit)) continue;
+    double *s = store[i];
+    for (int c = 0; c < dim; ++c) {
+      double dx = x[i][c] - s[c];
+      if (periodic[c]) dx -= period[c] * std::nearbyint(dx / period[c]);
+      const double dr = r[i * dim + c] - s[dim + c];
+      s[offset_r + c * depth + slot] = dr;
+      s[offset_y + c * depth + slot] = dx + dr;
     }
   }
+  return slot;
+}
+
+/* ----------------------------------------------------------------------
+   The Anderson coefficients gamma, one per history slot (0 for slots not in use): the Gram
+   matrix is extended by the new slot and gamma minimises |r - sum_i gamma_i dR_i|. A singular
+   system clears the history (all coefficients 0: a plain preconditioned step).
+------------------------------------------------------------------------- */
+
+std::vector<double> FixScaleLinkRelax::mixing_coefficients(int slot)
+{
+  const double *r = precond.data();
+  const int *mask = atom->mask;
+  const int offset_r = 2 * dim + depth * dim;
   // dots of every slot's dR with the new dR and with r, over all ranks (slots not in use are
   // finite and ignored)
   std::vector<double> local(2 * depth + 1, 0.0), total(2 * depth + 1, 0.0);
   double *with_new = local.data(), *with_r = local.data() + depth;
-  for (int i = 0; i < nlocal; ++i) {
+  for (int i = 0; i < atom->nlocal; ++i) {
     if (!(mask[i] & groupbit)) continue;
     const double *s = store[i];
     for (int c = 0; c < dim; ++c) {
@@ -410,10 +440,21 @@ void FixScaleLinkRelax::initial_integrate(int /*vflag*/)
       restarts += 1.0;
     }
   }
+  return coefficient;
+}
 
-  // the step, limited to dmax for every atom
+/* ----------------------------------------------------------------------
+   The unscaled step r - sum_i gamma_i Y_i of every atom of the group, parked in its x_prev
+   until the scale is known; returns the largest squared step length on this rank.
+------------------------------------------------------------------------- */
+
+double FixScaleLinkRelax::park_steps(const std::vector<double> &coefficient)
+{
+  const double *r = precond.data();
+  const int *mask = atom->mask;
+  const int offset_y = 2 * dim;
   double longest = 0.0;
-  for (int i = 0; i < nlocal; ++i) {
+  for (int i = 0; i < atom->nlocal; ++i) {
     if (!(mask[i] & groupbit)) continue;
     double *s = store[i];
     double length = 0.0;
@@ -425,15 +466,25 @@ void FixScaleLinkRelax::initial_integrate(int /*vflag*/)
         for (int l = 0; l < 4; ++l) sum[l] += coefficient[p + l] * row[p + l];
       for (; p < depth; ++p) sum[0] += coefficient[p] * row[p];
       const double step = r[i * dim + c] - ((sum[0] + sum[1]) + (sum[2] + sum[3]));
-      s[c] = step;    // parked in x_prev until the scale is known
+      s[c] = step;
       length += step * step;
     }
     longest = std::max(longest, length);
   }
-  double global_longest = 0.0;
-  MPI_Allreduce(&longest, &global_longest, 1, MPI_DOUBLE, MPI_MAX, world);
-  const double scale = std::sqrt(global_longest) > dmax ? dmax / std::sqrt(global_longest) : 1.0;
-  for (int i = 0; i < nlocal; ++i) {
+  return longest;
+}
+
+/* ----------------------------------------------------------------------
+   Move every atom of the group by `scale` times its parked step; x_prev and r_prev become
+   the positions and preconditioned forces before the move.
+------------------------------------------------------------------------- */
+
+void FixScaleLinkRelax::take_parked_steps(double scale)
+{
+  double **x = atom->x;
+  const double *r = precond.data();
+  const int *mask = atom->mask;
+  for (int i = 0; i < atom->nlocal; ++i) {
     if (!(mask[i] & groupbit)) continue;
     double *s = store[i];
     for (int c = 0; c < dim; ++c) {
@@ -443,7 +494,6 @@ void FixScaleLinkRelax::initial_integrate(int /*vflag*/)
       x[i][c] += step;
     }
   }
-  have_previous = true;
 }
 
 /* ---------------------------------------------------------------------- */

@@ -85,6 +85,12 @@ class FixScaleLinkRelax : public Fix {
   void clear_history();
   bool solve(const std::vector<double> &, std::vector<double> &) const;
 
+  // the steps of initial_integrate
+  int record_change();
+  std::vector<double> mixing_coefficients(int slot);
+  double park_steps(const std::vector<double> &coefficient);
+  void take_parked_steps(double scale);
+
   // two-level preconditioner (keyword coarse)
   int coarse_dofs;                  // N, 0 without coarse
   std::string node_name, weight_name;

@@ -69,6 +69,156 @@ namespace {
     return text.str();
   }
 
+  // The feature exchanges of one evaluation between the ranks that share atoms. Counts those
+  // made, so that a rank that fails can take part in the rest (complete_with_zeros).
+  class GhostExchanges {
+   public:
+    GhostExchanges(const FeatureExchange &exchange, std::int64_t n_local, std::int64_t n_ghost,
+                   std::int64_t width, torch::Device device, torch::Dtype dtype) :
+        exchange(exchange), n_local(n_local), n_ghost(n_ghost), width(width), device(device),
+        dtype(dtype)
+    {
+    }
+
+    // Local rows [n_local, F] (model dtype, on the device) -> all rows, ghosts from their owners.
+    at::Tensor complete_with_ghosts(const at::Tensor &local)
+    {
+      const at::Tensor rows = local.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+      at::Tensor ghosts = torch::empty({n_ghost, width}, torch::TensorOptions().dtype(torch::kFloat64));
+      exchange.forward(rows.data_ptr<double>(), ghosts.data_ptr<double>());
+      forwarded++;
+      return torch::cat({local.detach(), ghosts.to(device, dtype)});
+    }
+
+    // Gradient rows of all nodes -> those of the local nodes with their ghost copies' added.
+    at::Tensor sum_onto_owners(const at::Tensor &all)
+    {
+      const at::Tensor ghosts =
+          all.narrow(0, n_local, n_ghost).to(torch::kCPU, torch::kFloat64).contiguous();
+      at::Tensor owned = torch::zeros({n_local, width}, torch::TensorOptions().dtype(torch::kFloat64));
+      exchange.reverse(ghosts.data_ptr<double>(), owned.data_ptr<double>());
+      reversed++;
+      return all.narrow(0, 0, n_local) + owned.to(device, dtype);
+    }
+
+    // An empty graph: every exchange with no rows.
+    void take_part_without_rows(int num_layers) const
+    {
+      for (int k = 1; k < num_layers; k++) exchange.forward(nullptr, nullptr);
+      for (int k = 1; k < num_layers; k++) exchange.reverse(nullptr, nullptr);
+    }
+
+    // After a failure on this rank: the exchanges not made yet, with zero rows, because the
+    // other ranks wait in them.
+    void complete_with_zeros(int num_layers)
+    {
+      std::vector<double> local_rows(n_local * width, 0.0), ghost_rows(n_ghost * width, 0.0);
+      for (; forwarded < num_layers - 1; forwarded++) exchange.forward(local_rows.data(), ghost_rows.data());
+      std::fill(ghost_rows.begin(), ghost_rows.end(), 0.0);
+      for (; reversed < num_layers - 1; reversed++) exchange.reverse(ghost_rows.data(), local_rows.data());
+    }
+
+   private:
+    const FeatureExchange &exchange;
+    const std::int64_t n_local, n_ghost, width;
+    const torch::Device device;
+    const torch::Dtype dtype;
+    int forwarded = 0, reversed = 0;
+  };
+
+  // The graph's arrays as tensors on the device; `vectors` (model dtype) is the leaf that the
+  // edge gradient is taken with respect to.
+  struct GraphTensors {
+    at::Tensor edge_index, vectors64, species, vectors;
+  };
+
+  GraphTensors graph_on_device(const GraphView &graph, torch::Device device, torch::Dtype dtype)
+  {
+    const auto int64 = torch::TensorOptions().dtype(torch::kInt64);
+    const auto float64 = torch::TensorOptions().dtype(torch::kFloat64);
+    auto view = [device](const void *data, at::IntArrayRef shape, const torch::TensorOptions &options) {
+      return torch::from_blob(const_cast<void *>(data), shape, options).to(device);
+    };
+    GraphTensors tensors;
+    const std::int64_t n_edges = graph.n_edges;
+    tensors.edge_index = n_edges ? view(graph.edge_index, {2, n_edges}, int64)
+                                 : torch::empty({2, 0}, int64.device(device));
+    tensors.vectors64 = n_edges ? view(graph.edge_vectors, {n_edges, 3}, float64)
+                                : torch::empty({0, 3}, float64.device(device));
+    tensors.species = view(graph.species, {graph.n_nodes}, int64);
+    tensors.vectors = tensors.vectors64.to(dtype).detach().requires_grad_(true);
+    return tensors;
+  }
+
+  // Each stage's input (features of all nodes) and output (of the local nodes), kept for the
+  // backward pass.
+  struct Stages {
+    std::vector<at::Tensor> inputs, outputs;
+  };
+
+  // embed(), then layer(k) for every k, the ghost rows filled from their owners in between.
+  Stages run_stages(torch::jit::Module &module, const GraphTensors &tensors, int num_layers,
+                    const GraphView &graph, std::int64_t width, GhostExchanges &ghosts)
+  {
+    Stages stages;
+    at::Tensor h = module.run_method("embed", tensors.species).toTensor().detach();
+    if (h.dim() != 2 || h.size(0) != graph.n_nodes || h.size(1) != width)
+      throw ModelError("embed() returned features of shape " + shape(h) + ", expected [" +
+                       std::to_string(graph.n_nodes) + ", " + std::to_string(width) + "]");
+    for (int k = 0; k < num_layers; k++) {
+      // stage 0 needs no gradient with respect to the embedding
+      const at::Tensor input = k == 0 ? h : h.requires_grad_(true);
+      stages.outputs.push_back(module.run_method("layer", static_cast<std::int64_t>(k), input,
+                                                 tensors.vectors, tensors.edge_index, graph.n_local)
+                                   .toTensor());
+      stages.inputs.push_back(input);
+      if (k + 1 < num_layers) h = ghosts.complete_with_ghosts(stages.outputs.back());
+    }
+    return stages;
+  }
+
+  // readout() of the last stage's output: the atomic energies [n_local], and dE/d(that output)
+  // in `gradient`.
+  at::Tensor read_out(torch::jit::Module &module, const Stages &stages, const GraphTensors &tensors,
+                      std::int64_t n_local, at::Tensor &gradient)
+  {
+    const at::Tensor last = stages.outputs.back().detach().requires_grad_(true);
+    const at::Tensor atomic =
+        module.run_method("readout", last, tensors.species.narrow(0, 0, n_local)).toTensor();
+    gradient = torch::zeros_like(last);
+    add_gradient(gradient, torch::autograd::grad({atomic.sum()}, {last}, {}, false, false, true)[0]);
+    return atomic;
+  }
+
+  // The backward pass stage by stage from dE/d(last output) down: dE/dr_e [n_edges, 3]
+  // (float64, on the device), the input gradients of the local nodes summed with their ghost
+  // copies' between stages.
+  at::Tensor edge_gradient_by_stages(const Stages &stages, const GraphTensors &tensors,
+                                     at::Tensor gradient, GhostExchanges &ghosts,
+                                     std::int64_t n_edges, torch::Device device)
+  {
+    const int num_layers = static_cast<int>(stages.outputs.size());
+    at::Tensor edge_gradient =
+        torch::zeros({n_edges, 3}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
+    for (int k = num_layers - 1; k >= 0; k--) {
+      const bool below = k > 0;
+      std::vector<at::Tensor> grads(2);
+      if (stages.outputs[k].requires_grad()) {
+        const auto wanted = below ? std::vector<at::Tensor>{tensors.vectors, stages.inputs[k]}
+                                  : std::vector<at::Tensor>{tensors.vectors};
+        const auto found =
+            torch::autograd::grad({stages.outputs[k]}, wanted, {gradient}, false, false, true);
+        std::copy(found.begin(), found.end(), grads.begin());
+      }
+      add_gradient(edge_gradient, grads[0]);
+      if (!below) break;
+      at::Tensor input_gradient = torch::zeros_like(stages.inputs[k]);
+      add_gradient(input_gradient, grads[1]);
+      gradient = ghosts.sum_onto_owners(input_gradient);
+    }
+    return edge_gradient;
+  }
+
 }    // namespace
 
 ModelResult Model::evaluate_layers(const GraphView &graph, const FeatureExchange &exchange,
@@ -80,104 +230,38 @@ ModelResult Model::evaluate_layers(const GraphView &graph, const FeatureExchange
     throw ModelError("the model file has no per-layer methods (embed, layer, readout, "
                      "derivatives): re-export it with `scalelink deploy`");
 
-  const std::int64_t n_nodes = graph.n_nodes, n_local = graph.n_local, n_edges = graph.n_edges;
-  const std::int64_t n_ghost = n_nodes - n_local;
+  const std::int64_t n_nodes = graph.n_nodes, n_local = graph.n_local;
+  GhostExchanges ghosts(exchange, n_local, n_nodes - n_local, width, impl->device, impl->dtype);
   if (n_nodes == 0) {
-    for (int k = 1; k < num_layers; k++) exchange.forward(nullptr, nullptr);
-    for (int k = 1; k < num_layers; k++) exchange.reverse(nullptr, nullptr);
+    ghosts.take_part_without_rows(num_layers);
     return ModelResult{};
   }
 
-  const torch::Device device = impl->device;
-  const torch::Dtype dtype = impl->dtype;
-  torch::jit::Module &module = impl->module;
-  const auto int64 = torch::TensorOptions().dtype(torch::kInt64);
-  const auto float64 = torch::TensorOptions().dtype(torch::kFloat64);
-  auto view = [device](const void *data, at::IntArrayRef shape, const torch::TensorOptions &options) {
-    return torch::from_blob(const_cast<void *>(data), shape, options).to(device);
-  };
-
-  // Communications made so far; a failure completes the rest (see below).
-  int forwarded = 0, reversed = 0;
-  // Local rows [n_local, F] (model dtype, on the device) -> all rows, ghosts from their owners.
-  auto complete_with_ghosts = [&](const at::Tensor &local) {
-    const at::Tensor rows = local.detach().to(torch::kCPU, torch::kFloat64).contiguous();
-    at::Tensor ghosts = torch::empty({n_ghost, width}, float64);
-    exchange.forward(rows.data_ptr<double>(), ghosts.data_ptr<double>());
-    forwarded++;
-    return torch::cat({local.detach(), ghosts.to(device, dtype)});
-  };
-  // Gradient rows of all nodes -> those of the local nodes with their ghost copies' added.
-  auto sum_onto_owners = [&](const at::Tensor &all) {
-    const at::Tensor ghosts =
-        all.narrow(0, n_local, n_ghost).to(torch::kCPU, torch::kFloat64).contiguous();
-    at::Tensor owned = torch::zeros({n_local, width}, float64);
-    exchange.reverse(ghosts.data_ptr<double>(), owned.data_ptr<double>());
-    reversed++;
-    return all.narrow(0, 0, n_local) + owned.to(device, dtype);
-  };
-
   ModelResult result;
   try {
-    const c10::DeviceGuard guard(device);
+    const c10::DeviceGuard guard(impl->device);
     // On CPU the profiling executor's differentiable subgraphs are no faster than plain
     // autograd and keep more activations alive; it has no CPU fuser to make up for that.
-    const torch::jit::GraphOptimizerEnabledGuard optimizer(device.is_cuda());
+    const torch::jit::GraphOptimizerEnabledGuard optimizer(impl->device.is_cuda());
     const torch::AutoGradMode grad_mode(true);
-    const at::Tensor edge_index = n_edges ? view(graph.edge_index, {2, n_edges}, int64)
-                                          : torch::empty({2, 0}, int64.device(device));
-    const at::Tensor vectors64 = n_edges ? view(graph.edge_vectors, {n_edges, 3}, float64)
-                                         : torch::empty({0, 3}, float64.device(device));
-    const at::Tensor species = view(graph.species, {n_nodes}, int64);
-    const at::Tensor vectors = vectors64.to(dtype).detach().requires_grad_(true);
+    const GraphTensors tensors = graph_on_device(graph, impl->device, impl->dtype);
 
-    std::vector<at::Tensor> inputs, outputs;
-    at::Tensor h = module.run_method("embed", species).toTensor().detach();
-    if (h.dim() != 2 || h.size(0) != n_nodes || h.size(1) != width)
-      throw ModelError("embed() returned features of shape " + shape(h) + ", expected [" +
-                       std::to_string(n_nodes) + ", " + std::to_string(width) + "]");
-    for (int k = 0; k < num_layers; k++) {
-      // stage 0 needs no gradient with respect to the embedding
-      const at::Tensor input = k == 0 ? h : h.requires_grad_(true);
-      outputs.push_back(module.run_method("layer", static_cast<std::int64_t>(k), input, vectors,
-                                          edge_index, n_local).toTensor());
-      inputs.push_back(input);
-      if (k + 1 < num_layers) h = complete_with_ghosts(outputs.back());
-    }
-
-    const at::Tensor last = outputs.back().detach().requires_grad_(true);
-    const at::Tensor atomic =
-        module.run_method("readout", last, species.narrow(0, 0, n_local)).toTensor();
-    at::Tensor gradient = torch::zeros_like(last);
-    add_gradient(gradient, torch::autograd::grad({atomic.sum()}, {last}, {}, false, false, true)[0]);
-
-    at::Tensor edge_gradient = torch::zeros({n_edges, 3}, float64.device(device));
-    for (int k = num_layers - 1; k >= 0; k--) {
-      const bool below = k > 0;
-      std::vector<at::Tensor> grads(2);
-      if (outputs[k].requires_grad()) {
-        const auto wanted = below ? std::vector<at::Tensor>{vectors, inputs[k]}
-                                  : std::vector<at::Tensor>{vectors};
-        const auto found = torch::autograd::grad({outputs[k]}, wanted, {gradient}, false, false, true);
-        std::copy(found.begin(), found.end(), grads.begin());
-      }
-      add_gradient(edge_gradient, grads[0]);
-      if (!below) break;
-      at::Tensor input_gradient = torch::zeros_like(inputs[k]);
-      add_gradient(input_gradient, grads[1]);
-      gradient = sum_onto_owners(input_gradient);
-    }
+    Stages stages = run_stages(impl->module, tensors, num_layers, graph, width, ghosts);
+    at::Tensor gradient;
+    const at::Tensor atomic = read_out(impl->module, stages, tensors, n_local, gradient);
+    const at::Tensor edge_gradient =
+        edge_gradient_by_stages(stages, tensors, gradient, ghosts, graph.n_edges, impl->device);
     // release the stages' features before the last call
-    inputs.clear();
-    outputs.clear();
+    stages.inputs.clear();
+    stages.outputs.clear();
 
     // Forces and the virial follow from dE/dr_e by the graph convention alone; derivatives()
     // is called only for what it adds, the per-node virials.
     const at::Tensor dE_dr = edge_gradient.to(torch::kCPU).contiguous();
     edge_forces_and_virial(graph, dE_dr.data_ptr<double>(), impl->node_forces, result.virial);
     if (atomic_virial) {
-      const c10::IValue returned =
-          module.run_method("derivatives", edge_gradient, vectors64, edge_index, n_nodes);
+      const c10::IValue returned = impl->module.run_method("derivatives", edge_gradient, tensors.vectors64,
+                                                           tensors.edge_index, n_nodes);
       if (!returned.isGenericDict()) throw ModelError("derivatives() did not return a Dict[str, Tensor]");
       impl->atomic_virial = output(returned.toGenericDict(), Keys::ATOMIC_VIRIAL, 9 * n_nodes);
     } else {
@@ -192,10 +276,7 @@ ModelResult Model::evaluate_layers(const GraphView &graph, const FeatureExchange
     // The other ranks wait in the communications this rank has not reached: it takes part
     // in them with zero rows, so that every rank returns and the caller can agree on the
     // failure with the others instead of leaving them waiting.
-    std::vector<double> local_rows(n_local * width, 0.0), ghost_rows(n_ghost * width, 0.0);
-    for (; forwarded < num_layers - 1; forwarded++) exchange.forward(local_rows.data(), ghost_rows.data());
-    std::fill(ghost_rows.begin(), ghost_rows.end(), 0.0);
-    for (; reversed < num_layers - 1; reversed++) exchange.reverse(ghost_rows.data(), local_rows.data());
+    ghosts.complete_with_zeros(num_layers);
     detail::rethrow_as_model_error();
   }
   point_into(result, atomic_virial);

@@ -231,11 +231,9 @@ def _learn(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    """The `scalelink train` subcommand and its flags."""
     from scalelink.potentials import registry
-
-    parser = argparse.ArgumentParser(prog="scalelink", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a potential of a registered architecture")
     p.add_argument("config", nargs="?", help="YAML configuration (optional if --data is given)")
@@ -262,6 +260,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
+
+def _add_deploy(sub: argparse._SubParsersAction) -> None:
+    """The `scalelink deploy` subcommand and its flags."""
     p = sub.add_parser("deploy", help="write a trained run, or several as a committee, as one model file")
     p.add_argument(
         "run_dirs", nargs="+", metavar="RUN_DIR",
@@ -272,6 +273,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.set_defaults(func=_deploy)
 
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    """The `scalelink evaluate` subcommand and its flags."""
     p = sub.add_parser("evaluate", help="errors of a model file on labelled data")
     p.add_argument("model", help="model file written by `scalelink deploy`")
     p.add_argument("data", nargs="+", help="ASE-readable files with energies and forces")
@@ -280,6 +284,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_evaluate)
 
+
+def _add_make_data(sub: argparse._SubParsersAction) -> None:
+    """The `scalelink make-data` subcommand and its flags."""
     p = sub.add_parser("make-data", help="EMT-labelled fcc alloy structures (extxyz)")
     p.add_argument("output")
     p.add_argument("--n", type=int, default=400)
@@ -287,12 +294,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_make_data)
 
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    """The `scalelink demo` subcommand and its flags."""
     p = sub.add_parser("demo", help="data -> training -> deployment -> LAMMPS MD, on built-in defaults")
     p.add_argument("--out", default="demo_out", help="folder for everything the demo writes")
     p.add_argument("--train-seconds", type=float, default=240.0, help="training time budget")
     p.add_argument("--md-steps", type=int, default=1000, help="NVE steps in LAMMPS")
     p.set_defaults(func=_demo)
 
+
+def _add_sample_micro(sub: argparse._SubParsersAction) -> None:
+    """The `scalelink sample-micro` subcommand and its flags."""
     p = sub.add_parser("sample-micro", help="strain/stress/tangent samples of a micro model (.npz)")
     p.add_argument("output", help="sample file to write (e.g. samples.npz)")
     p.add_argument("--spec", help="YAML mapping with the keys below (flags override it)")
@@ -316,6 +329,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.set_defaults(func=_sample_micro)
 
+
+def _add_train_surrogate(sub: argparse._SubParsersAction) -> None:
+    """The `scalelink train-surrogate` subcommand and its flags."""
     p = sub.add_parser("train-surrogate", help="fit a constitutive network to micro-model samples")
     p.add_argument("data", help="sample file written by `scalelink sample-micro`")
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run folder to write")
@@ -334,6 +350,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num-threads", type=int, help="torch CPU threads while training (default 1)")
     p.set_defaults(func=_train_surrogate)
 
+
+def _add_deploy_surrogate(sub: argparse._SubParsersAction) -> None:
+    """The `scalelink deploy-surrogate` subcommand and its flags."""
     p = sub.add_parser("deploy-surrogate", help="write a trained surrogate as a constitutive model file")
     p.add_argument("run_dir", metavar="RUN_DIR", help="folder written by `scalelink train-surrogate`")
     p.add_argument("-o", "--output", required=True, help="model file to write (e.g. surrogate.pt)")
@@ -342,6 +361,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="precision of the tangent alone (float32 with --dtype float64: float64 stress for tight "
                         "Newton tolerances, tangent about twice as fast; default: --dtype)")
     p.set_defaults(func=_deploy_surrogate)
+
+
+def _add_train_committee(sub: argparse._SubParsersAction) -> None:
+    """The `scalelink train-committee` subcommand and its flags."""
     p = sub.add_parser("train-committee", help="train N potentials and deploy them as one committee file")
     p.add_argument("config", nargs="?", help="YAML configuration of each member (optional if --data is given)")
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="committee run folder")
@@ -356,6 +379,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_train_committee)
 
+
+def _add_learn(sub: argparse._SubParsersAction) -> None:
+    """The `scalelink learn` subcommand and its flags."""
     p = sub.add_parser("learn", help="active learning: committee, LAMMPS exploration, reference labels, retrain")
     p.add_argument("config", nargs="?", help="YAML of scalelink.campaigns.active_learning.LearnConfig keys")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for everything the loop writes")
@@ -371,6 +397,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--control", action="store_true",
                    help="also train a control committee on the initial data only, same budget (about doubles training)")
     p.set_defaults(func=_learn)
+
+
+_COMMANDS = (_add_train, _add_deploy, _add_evaluate, _add_make_data,
+             _add_demo, _add_sample_micro, _add_train_surrogate, _add_deploy_surrogate,
+             _add_train_committee, _add_learn)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scalelink", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add_command in _COMMANDS:
+        add_command(sub)
     return parser
 
 

@@ -204,6 +204,27 @@ def solve_condensed(link: CouplingLink, geometry: CouplingGeometry, lattice: Hex
         The :class:`~scalelink.coupling.quasistatic.CouplingResult` (the same on every rank);
         ``increments`` is empty (there are no iterations between the two groups).
     """
+    _check_arguments(link, lattice, continuum, atoms, minimizer, coarse_spacing)
+    band = geometry.band(lattice.spacing)
+    idle_barrier(link.world)
+    start = time.perf_counter()
+    condensed = _hand_over(link, geometry, lattice, band, continuum, atoms, minimizer=minimizer,
+                           coarse_spacing=coarse_spacing, precondition=precondition)
+    idle_barrier(link.world)
+    setup = time.perf_counter() - start
+
+    start = time.perf_counter()
+    evaluations = _relax_and_superpose(link, condensed, continuum, atoms, minimizer, max_iterations)
+    seconds = time.perf_counter() - start
+
+    difference = _superposition_check(link, band, continuum, atoms)
+    return _result(link, continuum, atoms, seconds=seconds, setup=setup, evaluations=evaluations,
+                   solves=condensed.solves if condensed is not None else 0, difference=difference)
+
+
+def _check_arguments(link: CouplingLink, lattice: HexLattice, continuum: ContinuumRegion | None,
+                     atoms: AtomisticRegion | None, minimizer: str, coarse_spacing: float | None) -> None:
+    """Refuse a rank given the other group's model, an unknown minimiser or a coarse grid finer than the lattice."""
     if (continuum is None) == link.is_fe or (atoms is None) == link.is_md:
         raise ConfigError(
             f"solve_condensed on a {link.role!r} rank got continuum={continuum is not None}, "
@@ -214,13 +235,20 @@ def solve_condensed(link: CouplingLink, geometry: CouplingGeometry, lattice: Hex
     if coarse_spacing is not None and not coarse_spacing >= lattice.spacing:
         raise ConfigError(f"coarse_spacing={coarse_spacing} Å; expected at least one lattice spacing "
                           f"({lattice.spacing:.4f} Å), or None to choose one")
-    band = geometry.band(lattice.spacing)
-    idle_barrier(link.world)
-    start = time.perf_counter()
-    solves = 0
+
+
+def _hand_over(link: CouplingLink, geometry: CouplingGeometry, lattice: HexLattice, band: tuple[float, float],
+               continuum: ContinuumRegion | None, atoms: AtomisticRegion | None, *, minimizer: str,
+               coarse_spacing: float | None, precondition: bool) -> CondensedContinuum | None:
+    """Set-up: condense the continuum (FE ranks) and hand every MD rank the rows of its atoms.
+
+    The MD ranks then follow the map (``fix scalelink/padmap``) and, for a preconditioned
+    ``"anderson"`` relaxation, take a coarse grid with the continuum's own law. Returns the
+    condensed continuum on FE ranks, ``None`` on MD ranks.
+    """
+    condensed = None
     if continuum is not None:
         condensed = condense(continuum)
-        solves = condensed.solves
         shape = np.array([condensed.nodes, condensed.slots], dtype=np.int64)
     else:
         shape = np.zeros(2, dtype=np.int64)
@@ -230,7 +258,7 @@ def solve_condensed(link: CouplingLink, geometry: CouplingGeometry, lattice: Hex
     # the coarse grid takes the continuum's own law
     stiffness = link.world.bcast(continuum.stiffness if link.world.rank == link.fe_root else None,
                                  root=link.fe_root)
-    if continuum is not None:
+    if condensed is not None:
         transfer_by_id(link, source="fe", width=2 * slots, ids=condensed.fit_ids, values=condensed.fit_rows)
         transfer_by_id(link, source="fe", width=2 + 4 * nodes, ids=condensed.pad_ids, values=condensed.pad_rows)
     else:
@@ -248,10 +276,15 @@ def solve_condensed(link: CouplingLink, geometry: CouplingGeometry, lattice: Hex
             spacing = coarse_spacing or default_spacing(lattice.spacing, geometry.free_half_width)
             grid = CoarseGrid.for_coupling(geometry, stiffness, spacing)
         atoms.precondition(grid)
-    idle_barrier(link.world)
-    setup = time.perf_counter() - start
+    return condensed
 
-    start = time.perf_counter()
+
+def _relax_and_superpose(link: CouplingLink, condensed: CondensedContinuum | None, continuum: ContinuumRegion | None,
+                         atoms: AtomisticRegion | None, minimizer: str, max_iterations: int) -> int:
+    """The timed part: one relaxation of the atoms with the map, then the FE field by superposition.
+
+    Returns the relaxation's force evaluations (0 on FE ranks).
+    """
     evaluations = 0
     edge_data = None
     if atoms is not None:
@@ -261,19 +294,33 @@ def solve_condensed(link: CouplingLink, geometry: CouplingGeometry, lattice: Hex
     idle_barrier(link.world, poll_seconds=1e-4)
     edge_data = link.world.bcast(edge_data, root=link.md_root)
     if continuum is not None:
+        assert condensed is not None
         continuum.u.x.array[:] = condensed.offset_field + condensed.fields @ edge_data
-    seconds = time.perf_counter() - start
+    return evaluations
 
-    # check, untimed: the Schwarz update from the atoms' displacements and a real FE solve
+
+def _superposition_check(link: CouplingLink, band: tuple[float, float], continuum: ContinuumRegion | None,
+                         atoms: AtomisticRegion | None) -> float:
+    """Untimed: the Schwarz update from the atoms' displacements and a real FE solve; the largest
+    difference (Å, this FE rank; 0 on MD ranks) of that field from the superposed one on the
+    unconstrained nodes."""
     superposed = continuum.u.x.array.copy() if continuum is not None else None
     _refit_and_solve(link, band, continuum, atoms)
     difference = 0.0
     if continuum is not None:
+        assert superposed is not None
         # on the unconstrained nodes: the hole's nodes other than the active edge are not data of the map
         free = np.ones(len(superposed) // 2, dtype=bool)
         free[continuum.constrained_nodes] = False
         diff = (continuum.u.x.array - superposed).reshape(-1, 2)[free]
         difference = float(np.max(np.abs(diff), initial=0.0))
+    return difference
+
+
+def _result(link: CouplingLink, continuum: ContinuumRegion | None, atoms: AtomisticRegion | None, *,
+            seconds: float, setup: float, evaluations: int, solves: int, difference: float) -> CouplingResult:
+    """The :class:`CouplingResult` of every rank: maxima over the ranks, and converged when the
+    largest free-atom force is within the atoms' force tolerance."""
     force = atoms.max_free_force() if atoms is not None else 0.0
     residual = continuum.max_free_residual() if continuum is not None else 0.0
     result = CouplingResult(converged=False)
