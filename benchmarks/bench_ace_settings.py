@@ -43,6 +43,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=10.0, help="training wall-clock budget")
     p.add_argument("--we", type=float, default=10.0, help="energy weight (eV/atom squared)")
     p.add_argument("--wf", type=float, default=1.0, help="force weight ((eV/Å) squared)")
+    p.add_argument("--huber", type=float, default=0.0,
+                   help="force loss: Huber with this threshold (eV/Å), squares below it, linear above; 0: squares")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decay; 0: Adam")
@@ -50,6 +52,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--lmax", type=int, default=3)
     p.add_argument("--correlation", type=int, default=3)
+    p.add_argument("--four-body-lmax", type=int, default=None, help="highest degree of the four-body couplings")
     p.add_argument("--basis", type=int, default=8)
     p.add_argument("--radial-hidden", type=int, nargs="*", default=[32])
     p.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
@@ -89,7 +92,7 @@ def main() -> None:
     force_scale = float(torch.cat([g.forces for g in fit]).double().pow(2).mean().sqrt())
     model = ACEPotential(
         1, a.cutoff, channels=a.channels, lmax=a.lmax, num_basis=a.basis, radial_hidden=a.radial_hidden,
-        hidden=a.hidden, correlation=a.correlation, avg_num_neighbors=neighbours,
+        hidden=a.hidden, correlation=a.correlation, four_body_lmax=a.four_body_lmax, avg_num_neighbors=neighbours,
         energy_shift=list(reference_energies(fit_frames, species)), energy_scale=force_scale,
     ).to(dtype)
     fit_feature_scaling(model, fit)
@@ -110,7 +113,12 @@ def main() -> None:
             optimizer.zero_grad()
             pred = predict(model, batch, create_graph=True)
             loss = a.we * (((pred.energy - batch.energy) / batch.natoms) ** 2).mean()
-            loss = loss + a.wf * ((pred.forces - batch.forces) ** 2).mean()
+            if a.huber > 0:
+                # twice Huber's loss: equal to the square below the threshold
+                force_loss = 2.0 * torch.nn.functional.huber_loss(pred.forces, batch.forces, delta=a.huber)
+            else:
+                force_loss = ((pred.forces - batch.forces) ** 2).mean()
+            loss = loss + a.wf * force_loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             optimizer.step()

@@ -82,8 +82,11 @@ def test_spherical_harmonics_match_scipy() -> None:
     rng = np.random.default_rng(0)
     unit = rng.normal(size=(50, 3))
     unit /= np.linalg.norm(unit, axis=1, keepdims=True)
-    got = spherical_harmonics(torch.from_numpy(unit), 3).numpy()
-    np.testing.assert_allclose(got, _real_harmonics_scipy(unit, 3), rtol=0, atol=1e-12)
+    unit[:2] = [[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]]  # the poles, where the azimuth is undefined
+    got = spherical_harmonics(torch.from_numpy(unit), 6).numpy()
+    np.testing.assert_allclose(got, _real_harmonics_scipy(unit, 6), rtol=0, atol=1e-12)
+    scripted = torch.jit.script(spherical_harmonics)
+    np.testing.assert_allclose(scripted(torch.from_numpy(unit), 5).numpy(), got[:, :36], rtol=0, atol=1e-14)
 
 
 def test_gaunt_coefficients_match_sympy() -> None:
@@ -93,7 +96,9 @@ def test_gaunt_coefficients_match_sympy() -> None:
 
     paths = coupling_paths(3)
     assert (1, 1, 2) in paths and (2, 3, 3) in paths and (1, 2, 2) not in paths  # parity-odd left out
-    for l1, l2, l3 in paths:
+    higher = [path for path in coupling_paths(4) if path not in paths]
+    assert (4, 4, 4) in higher and (1, 3, 4) in higher and (0, 4, 4) in higher
+    for l1, l2, l3 in paths + higher:
         got = gaunt_coefficients(l1, l2, l3).numpy()
         want = np.zeros_like(got)
         for (a, m1), (b, m2), (c, m3) in itertools.product(
@@ -148,12 +153,13 @@ def test_densities_match_direct_sum() -> None:
         np.testing.assert_allclose(got[l].detach().numpy(), want[l], rtol=1e-10, atol=1e-12)
 
 
-def test_energy_is_invariant_under_rotations_reflections_and_relabelling() -> None:
+@pytest.mark.parametrize("lmax", [3, 5])
+def test_energy_is_invariant_under_rotations_reflections_and_relabelling(lmax) -> None:
     from scipy.spatial.transform import Rotation
 
     from scalelink.bridge.ase import neighbor_graph, species_indices
 
-    potential = _potential()
+    potential = _potential(lmax=lmax)
     atoms = _structure("triclinic", seed=9)
     kinds = torch.from_numpy(species_indices(list(atoms.get_chemical_symbols()), SPECIES))
     edge_index, edge_vectors = (torch.from_numpy(a) for a in neighbor_graph(atoms, CUTOFF))
@@ -377,3 +383,33 @@ def test_committee_of_ace_members_matches_ase(tmp_path, ranks) -> None:
     assert float(got["energy"]) == pytest.approx(float(want["energy"]), rel=1e-8)
     _close(got["forces"], want["forces"], 1e-8)
     _close(got["forces_deviation"], want["forces_deviation"], 1e-8)
+
+
+def test_degree_and_correlation_are_checked() -> None:
+    from scalelink.bridge.errors import ConfigError
+    from scalelink.potentials.ace import MAX_DEGREE, ACEConfig
+
+    assert ACEConfig(lmax=MAX_DEGREE).lmax == MAX_DEGREE
+    with pytest.raises(ConfigError, match=rf"ace.lmax must be an integer from 0 to {MAX_DEGREE}, got 7"):
+        ACEConfig(lmax=7)
+    with pytest.raises(ConfigError, match=r"ace.lmax .* got 2.5"):
+        ACEConfig(lmax=2.5)
+    with pytest.raises(ConfigError, match="lmax must be 0 to 6, got -1"):
+        _potential(lmax=-1)
+    with pytest.raises(ConfigError, match="correlation must be 1, 2 or 3, got 4"):
+        _potential(correlation=4)
+
+
+def test_four_body_couplings_stop_at_their_own_degree() -> None:
+    from scalelink.bridge.errors import ConfigError
+    from scalelink.potentials.ace import ACEConfig, coupling_paths
+
+    full, limited = _potential(lmax=5), _potential(lmax=5, four_body_lmax=3)
+    assert full.num_products == 6 + len(coupling_paths(5))
+    assert limited.num_products == 6 + len(coupling_paths(3))
+    assert max(max(p.degrees) for p in limited.products if p.order == 3) == 3
+    assert max(max(p.degrees) for p in limited.products if p.order == 2) == 5
+    with pytest.raises(ConfigError, match=r"four_body_lmax must be 0 to lmax \(3\), got 4"):
+        _potential(lmax=3, four_body_lmax=4)
+    with pytest.raises(ConfigError, match=r"ace.four_body_lmax must be an integer from 0 to lmax \(4\), got 5"):
+        ACEConfig(lmax=4, four_body_lmax=5)

@@ -63,15 +63,43 @@ __all__ = [
 ]
 
 
+MAX_DEGREE = 6
+
+
+def _legendre_derivatives(z: Tensor, lmax: int) -> List[List[Tensor]]:
+    """``q[l][m]`` = the m-th derivative of the Legendre polynomial P_l at ``z``, m <= l <= lmax.
+
+    By the recurrence ``(l - m) q[l][m] = (2l - 1) z q[l-1][m] - (l + m - 1) q[l-2][m]`` from
+    ``q[m][m] = (2m - 1)!!`` and ``q[m+1][m] = (2m + 1) z q[m][m]``: polynomials in ``z``, so the
+    harmonics built from them are smooth at the poles.
+    """
+    q: List[List[Tensor]] = [[z] * (l + 1) for l in range(lmax + 1)]
+    for m in range(lmax + 1):
+        diagonal = 1.0
+        for k in range(1, 2 * m, 2):
+            diagonal *= float(k)
+        q[m][m] = torch.full_like(z, diagonal)
+        if m + 1 <= lmax:
+            q[m + 1][m] = (2 * m + 1) * z * q[m][m]
+        for l in range(m + 2, lmax + 1):
+            q[l][m] = ((2 * l - 1) * z * q[l - 1][m] - (l + m - 1) * q[l - 2][m]) / float(l - m)
+    return q
+
+
 def spherical_harmonics(unit: Tensor, lmax: int) -> Tensor:
     """Real spherical harmonics of unit vectors, normalised to ``sum_m Y_lm^2 = 2l + 1``.
 
+    Degrees up to 3 are written out; higher ones (to :data:`MAX_DEGREE`) follow from the
+    Legendre recurrence times ``Re/Im (x + iy)^m``, without the Condon-Shortley phase, the
+    same convention: ``Y_l0 = sqrt(2l + 1) P_l(z)`` and, for ``m > 0``,
+    ``Y_l(+-m) = sqrt(2 (2l + 1) (l - m)! / (l + m)!) P_l^(m)(z) (Re | Im)(x + iy)^m``.
+
     Args:
         unit: unit vectors [E, 3].
-        lmax: highest degree, 0 to 3.
+        lmax: highest degree, 0 to :data:`MAX_DEGREE`.
 
     Returns:
-        ``Y`` [E, (lmax + 1)^2], columns ordered l = 0, 1, 2, 3 and m = -l..l within a degree.
+        ``Y`` [E, (lmax + 1)^2], columns ordered by degree and m = -l..l within a degree.
     """
     x, y, z = unit[:, 0], unit[:, 1], unit[:, 2]
     columns: List[Tensor] = [torch.ones_like(x)]
@@ -98,6 +126,22 @@ def spherical_harmonics(unit: Tensor, lmax: int) -> Tensor:
             0.5 * math.sqrt(105.0) * z * (x * x - y * y),
             0.25 * math.sqrt(70.0) * x * (x * x - 3.0 * y * y),
         ]
+    if lmax >= 4:
+        q = _legendre_derivatives(z, lmax)
+        cos_m: List[Tensor] = [torch.ones_like(x)]
+        sin_m: List[Tensor] = [torch.zeros_like(x)]
+        for m in range(1, lmax + 1):
+            cos_m.append(cos_m[m - 1] * x - sin_m[m - 1] * y)
+            sin_m.append(cos_m[m - 1] * y + sin_m[m - 1] * x)
+        for l in range(4, lmax + 1):
+            norms: List[float] = [math.sqrt(2.0 * l + 1.0)]
+            for m in range(1, l + 1):
+                norms.append(math.sqrt(2.0 * (2 * l + 1) * math.factorial(l - m) / math.factorial(l + m)))
+            for m in range(l, 0, -1):
+                columns.append(norms[m] * q[l][m] * sin_m[m])
+            columns.append(norms[0] * q[l][0])
+            for m in range(1, l + 1):
+                columns.append(norms[m] * q[l][m] * cos_m[m])
     return torch.stack(columns, dim=-1)
 
 
@@ -175,11 +219,14 @@ class ACEPotential(nn.Module):
         num_species: S, the species the model knows.
         cutoff: radial cutoff in Å.
         channels: C, radial channels per degree.
-        lmax: highest spherical-harmonic degree (0 to 3).
+        lmax: highest spherical-harmonic degree (0 to :data:`MAX_DEGREE`).
         num_basis: Bessel functions of the radial basis.
         radial_hidden: widths of the hidden layers of the radial MLP.
         hidden: widths of the hidden layers of the readout MLP.
         correlation: highest body order of the invariants minus one (1, 2 or 3).
+        four_body_lmax: highest degree in the four-body (three-factor) couplings; ``None``:
+            ``lmax``. The three-body invariants use every degree up to ``lmax``: their cost
+            grows like ``lmax^2``, that of the four-body couplings like ``lmax^4``.
         avg_num_neighbors: normalises the neighbour densities.
         energy_shift: per-species atomic reference energy [S] (eV).
         energy_scale: scale of the readout's output (eV).
@@ -201,15 +248,19 @@ class ACEPotential(nn.Module):
         radial_hidden: Sequence[int] = (32,),
         hidden: Sequence[int] = (64, 64),
         correlation: int = 3,
+        four_body_lmax: int | None = None,
         avg_num_neighbors: float = 30.0,
         energy_shift: list[float] | None = None,
         energy_scale: float = 1.0,
     ) -> None:
         super().__init__()
-        if not 0 <= lmax <= 3:
-            raise ConfigError(f"lmax must be 0 to 3, got {lmax}")
+        if not 0 <= lmax <= MAX_DEGREE:
+            raise ConfigError(f"lmax must be 0 to {MAX_DEGREE}, got {lmax}")
         if correlation not in (1, 2, 3):
             raise ConfigError(f"correlation must be 1, 2 or 3, got {correlation}")
+        four_body_lmax = lmax if four_body_lmax is None else int(four_body_lmax)
+        if not 0 <= four_body_lmax <= lmax:
+            raise ConfigError(f"four_body_lmax must be 0 to lmax ({lmax}), got {four_body_lmax}")
         self.cutoff = float(cutoff)
         self.num_layers = 1
         self.num_species = int(num_species)
@@ -230,7 +281,7 @@ class ACEPotential(nn.Module):
         self.degree_sizes = [2 * l + 1 for l in range(self.lmax + 1)]
 
         degrees = [[l, l] for l in range(self.lmax + 1)] if correlation >= 2 else []
-        degrees += [list(t) for t in coupling_paths(self.lmax)] if correlation >= 3 else []
+        degrees += [list(t) for t in coupling_paths(four_body_lmax)] if correlation >= 3 else []
         # every product factor is a channel mixing of one degree's densities, gathered per degree
         counts = [0] * (self.lmax + 1)
         products: List[nn.Module] = []
@@ -369,9 +420,10 @@ class ACEConfig:
 
     Attributes:
         channels: radial channels per spherical-harmonic degree.
-        lmax: highest spherical-harmonic degree, 0 to 3.
+        lmax: highest spherical-harmonic degree, 0 to :data:`MAX_DEGREE`.
         correlation: highest correlation order of the invariants (1: two-body, 2: three-body,
             3: four-body).
+        four_body_lmax: highest degree in the four-body couplings (``None``: ``lmax``).
         num_basis: Bessel functions of the radial basis.
         radial_hidden: hidden layer widths of the radial MLP (may be empty: linear).
         hidden: hidden layer widths of the readout MLP (at least one).
@@ -380,6 +432,7 @@ class ACEConfig:
     channels: int = 16
     lmax: int = 3
     correlation: int = 3
+    four_body_lmax: int | None = None
     num_basis: int = 8
     radial_hidden: tuple[int, ...] = (32,)
     hidden: tuple[int, ...] = (64, 64)
@@ -389,8 +442,16 @@ class ACEConfig:
         object.__setattr__(self, "hidden", tuple(self.hidden))
         checks = [
             (isinstance(self.channels, int) and self.channels >= 1, f"ace.channels must be a positive integer, got {self.channels!r}"),
-            (self.lmax in (0, 1, 2, 3), f"ace.lmax must be 0, 1, 2 or 3, got {self.lmax!r}"),
+            (
+                isinstance(self.lmax, int) and 0 <= self.lmax <= MAX_DEGREE,
+                f"ace.lmax must be an integer from 0 to {MAX_DEGREE}, got {self.lmax!r}",
+            ),
             (self.correlation in (1, 2, 3), f"ace.correlation must be 1, 2 or 3, got {self.correlation!r}"),
+            (
+                self.four_body_lmax is None
+                or (isinstance(self.four_body_lmax, int) and 0 <= self.four_body_lmax <= self.lmax),
+                f"ace.four_body_lmax must be an integer from 0 to lmax ({self.lmax}), got {self.four_body_lmax!r}",
+            ),
             (isinstance(self.num_basis, int) and self.num_basis >= 1, f"ace.num_basis must be a positive integer, got {self.num_basis!r}"),
             (
                 all(isinstance(h, int) and h >= 1 for h in self.radial_hidden),
@@ -417,6 +478,7 @@ def model_kwargs(config: ACEConfig, stats: GraphStatistics) -> dict[str, Any]:
         "radial_hidden": [int(h) for h in config.radial_hidden],
         "hidden": [int(h) for h in config.hidden],
         "correlation": config.correlation,
+        "four_body_lmax": config.four_body_lmax,
         "avg_num_neighbors": stats.mean_neighbours,
         "energy_shift": list(stats.energy_shift),
         "energy_scale": stats.force_scale,
