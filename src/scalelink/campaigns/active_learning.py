@@ -51,7 +51,7 @@ from scalelink.training.metrics import Collected, ErrorMetrics
 from scalelink.training.reference import LATTICE_CONSTANTS, fcc_alloy_structures
 
 from .committee import CommitteeResult, train_committee
-from .exploration import explore
+from .exploration import Exploration, explore
 from .labelling import label_structures, make_labeller
 
 __all__ = ["LearnConfig", "learning_plot", "load_learn_config", "run_active_learning", "target_structures"]
@@ -285,6 +285,110 @@ def _train_and_score(
     return result, metrics, collected, epochs
 
 
+def _set_up(config: LearnConfig, out: str, log: Callable[[str], None]) -> tuple[Any, list[Atoms], str, str]:
+    """Write the configuration, the initial data and the held-out target set into ``out``.
+
+    Returns the labeller's calculator, the initial data, and the paths of the initial data and
+    of the target set.
+    """
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "learn_config.yaml"), "w", encoding="utf-8") as handle:
+        yaml.safe_dump(json.loads(json.dumps(dataclasses.asdict(config))), handle, sort_keys=False)
+    calculator = make_labeller(config.labeller, config.species)()
+    data = _initial_data(config, calculator)
+    for frame in data:
+        frame.info["origin"] = "initial"
+    initial_path = os.path.join(out, "initial_data.extxyz")
+    write(initial_path, data, format="extxyz", parallel=False)
+    target_path = os.path.join(out, "target_heldout.extxyz")
+    write(target_path, target_structures(config, calculator, config.target_structures, config.seed + 1000),
+          format="extxyz", parallel=False)
+    log(f"initial data: {len(data)} structures; held-out target set: {config.target_structures} structures "
+        f"at {config.target_temperature:g} K")
+    return calculator, data, initial_path, target_path
+
+
+def _control_arm(
+    config: LearnConfig, folder: str, iteration: int, initial: tuple[str, int], target_path: str,
+    previous_control: list[str] | None, *, trained: tuple[list[str], ErrorMetrics, list[int]],
+) -> tuple[dict[str, Any], list[str]]:
+    """The control committee of this iteration, trained on the initial data only (``initial``: its
+    path and size) with the same budget; at iteration 0 it is the committee just ``trained``
+    (member folders, target metrics, epochs). Returns its record entries and member folders."""
+    initial_path, initial_count = initial
+    if iteration == 0:
+        control_dirs, control_metrics, control_epochs = trained
+    else:
+        control_result, control_metrics, _, control_epochs = _train_and_score(
+            config, initial_path, os.path.join(folder, "control"), iteration, target_path, previous_control
+        )
+        control_dirs = control_result.member_dirs
+    control = {
+        "control_training_structures": initial_count,
+        "control_force_rmse_meV_per_A": 1e3 * control_metrics.force_rmse,
+        "control_energy_rmse_meV_per_atom": 1e3 * control_metrics.energy_rmse,
+        "control_epochs_run": control_epochs,
+    }
+    return control, control_dirs
+
+
+def _explore(config: LearnConfig, model_path: str, folder: str, iteration: int) -> Exploration:
+    """The exploration MD of this iteration with the committee file ``model_path``."""
+    return explore(
+        model_path, config.species, os.path.join(folder, "md"), cells=config.cells,
+        temperature=config.target_temperature, steps=config.md_steps, timestep=config.timestep,
+        check_every=config.check_every, threshold=config.threshold,
+        upper_threshold=config.upper_threshold, seed=config.seed + iteration,
+    )
+
+
+def _label_new_frames(config: LearnConfig, run: Exploration, calculator: Any,
+                      iteration: int) -> tuple[list[Atoms], int]:
+    """Label the selected frames the exploration collected; those with a reference force above
+    ``max_reference_force`` are rejected. Returns the new frames and the number rejected."""
+    candidates = read(run.frames_path, index=":", parallel=False) if run.collected else []
+    labelled = label_structures(_select(candidates, config), calculator)
+    new = [f for f in labelled if np.abs(f.get_forces()).max() <= config.max_reference_force]
+    for frame in new:
+        frame.info = {"origin": f"iteration_{iteration}", "timestep": int(frame.info.get("timestep", -1))}
+    return new, len(labelled) - len(new)
+
+
+def _exploration_record(run: Exploration, fraction: float, labelled: int, rejected: int) -> dict[str, Any]:
+    """The record entries of the exploration and labelling of one iteration."""
+    return {
+        "md_steps": run.steps,
+        "checks": len(run.deviations),
+        "deviation_max_eV_per_A": float(run.deviations.max()) if run.deviations.size else None,
+        "deviation_median_eV_per_A": float(np.median(run.deviations)) if run.deviations.size else None,
+        "collected": run.collected,
+        "collected_fraction": fraction,
+        "labelled": labelled,
+        "rejected_unphysical": rejected,
+        "md_stopped": run.stopped,
+    }
+
+
+def _log_iteration(log: Callable[[str], None], record: dict[str, Any], control: dict[str, Any], run: Exploration,
+                   checks: int) -> None:
+    """One line on the iteration's committee and exploration, and one on the control committee."""
+    log(f"iteration {record['iteration']}: {record['training_structures']} structures, target force RMSE "
+        f"{record['target_force_rmse_meV_per_A']:.1f} meV/Å, energy RMSE "
+        f"{record['target_energy_rmse_meV_per_atom']:.2f} meV/atom; MD {run.steps} steps, max deviation "
+        f"{record['deviation_max_eV_per_A'] or 0.0:.3f} eV/Å, collected {run.collected}/{checks}, "
+        f"labelled {record['labelled']} ({record['seconds']:.0f} s){'; ' + run.stopped if run.stopped else ''}")
+    if control:
+        log(f"  control (initial data only): target force RMSE {control['control_force_rmse_meV_per_A']:.1f} "
+            f"meV/Å, energy RMSE {control['control_energy_rmse_meV_per_atom']:.2f} meV/atom")
+
+
+def _write_learning(out: str, config: LearnConfig, records: list[dict[str, Any]], start: float) -> None:
+    """``learning.json``: the configuration and the records so far (rewritten every iteration)."""
+    with open(os.path.join(out, "learning.json"), "w", encoding="utf-8") as handle:
+        json.dump({"config": json.loads(json.dumps(dataclasses.asdict(config))), "iterations": records,
+                   "seconds": time.perf_counter() - start}, handle, indent=2)
+
+
 def run_active_learning(
     config: LearnConfig, out: str, *, log: Callable[[str], None] = print
 ) -> list[dict[str, Any]]:
@@ -300,21 +404,8 @@ def run_active_learning(
     ``control_epochs_run`` of the control committee.
     """
     start = time.perf_counter()
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "learn_config.yaml"), "w", encoding="utf-8") as handle:
-        yaml.safe_dump(json.loads(json.dumps(dataclasses.asdict(config))), handle, sort_keys=False)
-    calculator = make_labeller(config.labeller, config.species)()
-    data = _initial_data(config, calculator)
-    for frame in data:
-        frame.info["origin"] = "initial"
-    initial_path, initial_count = os.path.join(out, "initial_data.extxyz"), len(data)
-    write(initial_path, data, format="extxyz", parallel=False)
-    target_path = os.path.join(out, "target_heldout.extxyz")
-    write(target_path, target_structures(config, calculator, config.target_structures, config.seed + 1000),
-          format="extxyz", parallel=False)
-    log(f"initial data: {len(data)} structures; held-out target set: {config.target_structures} structures "
-        f"at {config.target_temperature:g} K")
-
+    calculator, data, initial_path, target_path = _set_up(config, out, log)
+    initial_count = len(data)
     records: list[dict[str, Any]] = []
     previous: list[str] | None = None
     previous_control: list[str] | None = None
@@ -328,30 +419,15 @@ def run_active_learning(
         previous = result.member_dirs
         control: dict[str, Any] = {}
         if config.control:
-            if iteration == 0:
-                control_dirs, control_metrics, control_epochs = result.member_dirs, metrics, epochs
-            else:
-                control_result, control_metrics, _, control_epochs = _train_and_score(
-                    config, initial_path, os.path.join(folder, "control"), iteration, target_path, previous_control
-                )
-                control_dirs = control_result.member_dirs
-            previous_control = control_dirs
-            control = {
-                "control_training_structures": initial_count,
-                "control_force_rmse_meV_per_A": 1e3 * control_metrics.force_rmse,
-                "control_energy_rmse_meV_per_atom": 1e3 * control_metrics.energy_rmse,
-                "control_epochs_run": control_epochs,
-            }
+            control, previous_control = _control_arm(
+                config, folder, iteration, (initial_path, initial_count), target_path, previous_control,
+                trained=(result.member_dirs, metrics, epochs),
+            )
         f_pred, f_ref = collected.arrays("forces")
         spearman = calibration(np.concatenate(collected.force_deviation),
                                np.linalg.norm(f_pred - f_ref, axis=1)).spearman
 
-        run = explore(
-            result.model_path, config.species, os.path.join(folder, "md"), cells=config.cells,
-            temperature=config.target_temperature, steps=config.md_steps, timestep=config.timestep,
-            check_every=config.check_every, threshold=config.threshold,
-            upper_threshold=config.upper_threshold, seed=config.seed + iteration,
-        )
+        run = _explore(config, result.model_path, folder, iteration)
         checks = max(len(run.deviations), 1)
         fraction = run.collected / checks
         largest = float(run.deviations.max()) if run.deviations.size else 0.0
@@ -359,12 +435,7 @@ def run_active_learning(
         new: list[Atoms] = []
         rejected = 0
         if not stop and iteration + 1 < config.iterations:
-            candidates = read(run.frames_path, index=":", parallel=False) if run.collected else []
-            labelled = label_structures(_select(candidates, config), calculator)
-            new = [f for f in labelled if np.abs(f.get_forces()).max() <= config.max_reference_force]
-            rejected = len(labelled) - len(new)
-            for frame in new:
-                frame.info = {"origin": f"iteration_{iteration}", "timestep": int(frame.info.get("timestep", -1))}
+            new, rejected = _label_new_frames(config, run, calculator, iteration)
             data = data + new
         record = {
             "iteration": iteration,
@@ -374,29 +445,12 @@ def run_active_learning(
             "target_spearman": spearman,
             "epochs_run": epochs,
             **control,
-            "md_steps": run.steps,
-            "checks": len(run.deviations),
-            "deviation_max_eV_per_A": float(run.deviations.max()) if run.deviations.size else None,
-            "deviation_median_eV_per_A": float(np.median(run.deviations)) if run.deviations.size else None,
-            "collected": run.collected,
-            "collected_fraction": fraction,
-            "labelled": len(new),
-            "rejected_unphysical": rejected,
-            "md_stopped": run.stopped,
+            **_exploration_record(run, fraction, len(new), rejected),
             "seconds": time.perf_counter() - t0,
         }
         records.append(record)
-        log(f"iteration {iteration}: {record['training_structures']} structures, target force RMSE "
-            f"{record['target_force_rmse_meV_per_A']:.1f} meV/Å, energy RMSE "
-            f"{record['target_energy_rmse_meV_per_atom']:.2f} meV/atom; MD {run.steps} steps, max deviation "
-            f"{record['deviation_max_eV_per_A'] or 0.0:.3f} eV/Å, collected {run.collected}/{checks}, "
-            f"labelled {len(new)} ({record['seconds']:.0f} s){'; ' + run.stopped if run.stopped else ''}")
-        if control:
-            log(f"  control (initial data only): target force RMSE {control['control_force_rmse_meV_per_A']:.1f} "
-                f"meV/Å, energy RMSE {control['control_energy_rmse_meV_per_atom']:.2f} meV/atom")
-        with open(os.path.join(out, "learning.json"), "w", encoding="utf-8") as handle:
-            json.dump({"config": json.loads(json.dumps(dataclasses.asdict(config))), "iterations": records,
-                       "seconds": time.perf_counter() - start}, handle, indent=2)
+        _log_iteration(log, record, control, run, checks)
+        _write_learning(out, config, records, start)
         if stop:
             log(f"stopping: collected fraction {fraction:.2f} (stop below {config.stop_fraction}), largest "
                 f"deviation {largest:.3f} eV/Å (threshold {config.threshold})")

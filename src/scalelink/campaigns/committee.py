@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from ase import Atoms
 from ase.io import write
 
 from scalelink.bridge.errors import ConfigError
@@ -90,45 +91,17 @@ def train_committee(
         ConfigError: fewer than 2 members, a bootstrap fraction outside (0, 1], or a
             ``warm_start`` list of another length than ``members``.
     """
-    if warm_start is not None and len(warm_start) != members:
-        raise ConfigError(f"warm_start needs one run folder per member ({members}), got {len(warm_start)}")
-    if members < 2:
-        raise ConfigError(f"a committee needs at least 2 members, got {members}; use `scalelink train` for one model")
-    if bootstrap is not None and not 0.0 < bootstrap <= 1.0:
-        raise ConfigError(f"bootstrap must be a fraction in (0, 1], got {bootstrap}")
+    _check_arguments(members, bootstrap, warm_start)
     out = os.fspath(out)
     os.makedirs(out, exist_ok=True)
-    frames = read_structures(config.data, config.species)
-    species = list(config.species) if config.species else infer_species(frames)
     rng = np.random.default_rng(config.seed)
-    order = rng.permutation(len(frames))
-    n_heldout = int(round(config.test_fraction * len(frames)))
-    if len(frames) - n_heldout < 2:
-        raise ConfigError(f"{len(frames)} structures leave too few for training with test_fraction={config.test_fraction}")
-    pool = [frames[i] for i in order[n_heldout:]]
-    heldout = [frames[i] for i in order[:n_heldout]]
-    write(os.path.join(out, "pool.extxyz"), pool, format="extxyz", parallel=False)
+    pool, heldout, species = _split_pool(config, out, rng)
     heldout_path = os.path.join(out, "heldout.extxyz")
-    if heldout:
-        write(heldout_path, heldout, format="extxyz", parallel=False)
-
-    member_dirs = []
-    for k in range(members):
-        member_dir = os.path.join(out, f"member_{k}")
-        os.makedirs(member_dir, exist_ok=True)
-        chosen = pool
-        if bootstrap is not None:
-            size = max(2, int(round(bootstrap * len(pool))))
-            chosen = [pool[i] for i in np.sort(rng.choice(len(pool), size=size, replace=False))]
-        data_path = os.path.join(member_dir, "data.extxyz")
-        write(data_path, chosen, format="extxyz", parallel=False)
-        member_config = dataclasses.replace(
-            config, data=(data_path,), species=tuple(species), out=member_dir, seed=config.seed + k, test_fraction=0.0,
-            init_from=None if warm_start is None else os.fspath(warm_start[k]),
-        )
-        # the member folders belong to the committee, which is retrained as a whole
-        train(member_config, progress=progress, overwrite=True)
-        member_dirs.append(member_dir)
+    member_dirs = [
+        _train_member(config, out, k, pool, species, rng, bootstrap=bootstrap, progress=progress,
+                      warm_start=None if warm_start is None else warm_start[k])
+        for k in range(members)
+    ]
 
     networks = [load_checkpoint(d, "best")[0] for d in member_dirs]
     model_path = os.path.join(out, model_name)
@@ -144,14 +117,73 @@ def train_committee(
         "heldout_structures": len(heldout),
     }
     if heldout:
-        metrics, collected = evaluate_model_file(model_path, [heldout_path])
-        deviation = np.concatenate(collected.force_deviation)
-        f_pred, f_ref = collected.arrays("forces")
-        error = np.linalg.norm(f_pred - f_ref, axis=1)
-        result = calibration(deviation, error)
-        calibration_plot(result, deviation, error, os.path.join(out, "calibration.png"))
+        metrics, result = _score_heldout(model_path, heldout_path, out)
         report["heldout"] = metrics.as_dict()
         report["calibration"] = result.as_dict()
     with open(os.path.join(out, "committee.json"), "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=2)
     return CommitteeResult(model_path, card_path, member_dirs, metrics, result)
+
+
+def _check_arguments(members: int, bootstrap: float | None, warm_start: Sequence[str] | None) -> None:
+    if warm_start is not None and len(warm_start) != members:
+        raise ConfigError(f"warm_start needs one run folder per member ({members}), got {len(warm_start)}")
+    if members < 2:
+        raise ConfigError(f"a committee needs at least 2 members, got {members}; use `scalelink train` for one model")
+    if bootstrap is not None and not 0.0 < bootstrap <= 1.0:
+        raise ConfigError(f"bootstrap must be a fraction in (0, 1], got {bootstrap}")
+
+
+def _split_pool(config: TrainConfig, out: str,
+                rng: np.random.Generator) -> tuple[list[Atoms], list[Atoms], list[str]]:
+    """The structures of ``config.data`` split into the members' pool and the shared held-out
+    set (``test_fraction`` of them), written to ``pool.extxyz`` and ``heldout.extxyz`` in ``out``.
+
+    Returns the pool, the held-out structures and the species in model order.
+    """
+    frames = read_structures(config.data, config.species)
+    species = list(config.species) if config.species else infer_species(frames)
+    order = rng.permutation(len(frames))
+    n_heldout = int(round(config.test_fraction * len(frames)))
+    if len(frames) - n_heldout < 2:
+        raise ConfigError(f"{len(frames)} structures leave too few for training with test_fraction={config.test_fraction}")
+    pool = [frames[i] for i in order[n_heldout:]]
+    heldout = [frames[i] for i in order[:n_heldout]]
+    write(os.path.join(out, "pool.extxyz"), pool, format="extxyz", parallel=False)
+    if heldout:
+        write(os.path.join(out, "heldout.extxyz"), heldout, format="extxyz", parallel=False)
+    return pool, heldout, species
+
+
+def _train_member(config: TrainConfig, out: str, k: int, pool: list[Atoms], species: list[str],
+                  rng: np.random.Generator, *, bootstrap: float | None, progress: bool,
+                  warm_start: str | os.PathLike[str] | None) -> str:
+    """Train member ``k`` in ``out/member_k`` on the pool (or a bootstrap subsample drawn from
+    ``rng``) with seed ``config.seed + k``; returns its run folder."""
+    member_dir = os.path.join(out, f"member_{k}")
+    os.makedirs(member_dir, exist_ok=True)
+    chosen = pool
+    if bootstrap is not None:
+        size = max(2, int(round(bootstrap * len(pool))))
+        chosen = [pool[i] for i in np.sort(rng.choice(len(pool), size=size, replace=False))]
+    data_path = os.path.join(member_dir, "data.extxyz")
+    write(data_path, chosen, format="extxyz", parallel=False)
+    member_config = dataclasses.replace(
+        config, data=(data_path,), species=tuple(species), out=member_dir, seed=config.seed + k, test_fraction=0.0,
+        init_from=None if warm_start is None else os.fspath(warm_start),
+    )
+    # the member folders belong to the committee, which is retrained as a whole
+    train(member_config, progress=progress, overwrite=True)
+    return member_dir
+
+
+def _score_heldout(model_path: str, heldout_path: str, out: str) -> tuple[ErrorMetrics, Calibration]:
+    """Errors of the committee file on the held-out set, and how well its force deviation ranks
+    the force errors (with ``calibration.png`` in ``out``)."""
+    metrics, collected = evaluate_model_file(model_path, [heldout_path])
+    deviation = np.concatenate(collected.force_deviation)
+    f_pred, f_ref = collected.arrays("forces")
+    error = np.linalg.norm(f_pred - f_ref, axis=1)
+    result = calibration(deviation, error)
+    calibration_plot(result, deviation, error, os.path.join(out, "calibration.png"))
+    return metrics, result
