@@ -25,7 +25,10 @@ ALLOWED = {
     "coupling": {"bridge", "fe2"},
     "fenicsx": {"fe2", "coupling"},
     "datadriven": {"fe2", "bridge"},
-    "cli": {"bridge", "potentials", "training", "campaigns", "surrogates", "fe2", "coupling", "fenicsx"},
+    "multifidelity": {"fe2", "bridge"},
+    "design": {"multifidelity", "fe2", "bridge"},
+    "cli": {"bridge", "potentials", "training", "campaigns", "surrogates", "fe2", "coupling", "fenicsx",
+            "multifidelity", "design"},
 }
 
 # simulation engines and MPI: only the FE/coupling side, campaigns (MD exploration, labelling) and the CLI

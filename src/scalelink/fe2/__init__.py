@@ -66,6 +66,8 @@ EXPORTS = {
     "directional_young": "homogenization",
     "young_gap": "homogenization",
     "AtomisticRVE": "atomistic_rve",
+    "cubic_constants": "alloys",
+    "random_alloy": "alloys",
     "SurrogateMicroModel": "surrogate",
     "sample_micro_model": "sampling",
     "MicroSamples": "sampling",

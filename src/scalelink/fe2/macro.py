@@ -64,11 +64,16 @@ class NewtonResult:
         iterations: number of linear solves (Newton updates) made.
         residual_norms: ℓ² norm of the residual vector (Dirichlet rows hold ``u − g``) before
             each update and after the last one, length ``iterations + 1``.
+        uncertain_points: this rank's quadrature points (indices into the micro batch, see
+            :meth:`FE2Problem.quadrature_points`) that the micro model reported as too
+            uncertain at the converged state (:meth:`MicroModel.uncertain_points`): where new
+            high-fidelity runs are needed.
     """
 
     converged: bool
     iterations: int
     residual_norms: list[float]
+    uncertain_points: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def mandel_strain(u: Any) -> ufl.core.expr.Expr:
@@ -375,7 +380,8 @@ class FE2Problem:
                 raise FE2SolveError(f"residual norm became {norms[-1]} at iteration {iteration}")
             if norms[-1] <= atol or norms[-1] <= rtol * norms[0]:
                 self._converged = True
-                return NewtonResult(True, iteration, norms)
+                flagged = np.asarray(self.micro.uncertain_points(), dtype=np.int64)
+                return NewtonResult(True, iteration, norms, flagged)
             if iteration == max_iterations:
                 break
             self._A.zeroEntries()

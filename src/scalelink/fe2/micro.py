@@ -66,6 +66,12 @@ class MicroModel(abc.ABC):
     def commit(self) -> None:  # noqa: B027 (optional hook)
         """Accept the state computed by the last :meth:`evaluate` (history models)."""
 
+    def uncertain_points(self) -> np.ndarray:
+        """Indices (into the last batch) of points whose answer is too uncertain to trust, e.g. a
+        surrogate's predictive spread above its threshold: where new high-fidelity runs are
+        needed. Models without an uncertainty measure report none."""
+        return np.zeros(0, dtype=np.int64)
+
 
 def check_strain_batch(strain: npt.ArrayLike, strain_size: int) -> np.ndarray:
     """``strain`` as a C-contiguous float64 ``(n, strain_size)`` array, or a clear error."""

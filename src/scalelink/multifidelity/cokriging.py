@@ -1,0 +1,317 @@
+"""Kennedy–O'Hagan AR1 co-kriging: a high-fidelity response as ρ × low fidelity + discrepancy.
+
+The autoregressive model of Kennedy & O'Hagan (2000), in the recursive form of Le Gratiet
+(2013)::
+
+    f_high(x) = ρ f_low(x) + β + δ(x),     δ ~ GP(0, k_δ),   independent of f_low
+
+The low fidelity is either a Gaussian process fitted to many cheap runs (mean ``μ_L``, standard
+deviation ``s_L``) or a cheap closed-form model evaluated exactly (``s_L = 0``). Given the kernel
+``k_δ``, the regression coefficients ``b = (ρ, β)`` on the regressors ``F = [f_low(x_H), 1]``
+are the generalised least-squares estimates ``b = (Fᵀ K⁻¹ F)⁻¹ Fᵀ K⁻¹ y_H``, which maximise the
+likelihood for that kernel. Substituting them leaves a profile likelihood of the kernel
+hyperparameters ``θ`` (amplitude, length scales, nugget of a scikit-learn kernel)::
+
+    ℓ(θ) = −½ rᵀ K⁻¹ r − ½ log|K| − (n/2) log 2π,   r = y_H − F b(θ)
+
+whose gradient, since ``b`` is optimal, is that at fixed ``b``: ``½ tr((ααᵀ − K⁻¹) ∂K/∂θ)``,
+``α = K⁻¹ r``. It is maximised with L-BFGS-B from the default and ``restarts`` random starts.
+At the high-fidelity points ``f_low`` is the low GP's mean, also where a low run sits at the
+same ``x``: for a deterministic low fidelity the GP interpolates its runs, and for a noisy one
+(random configurations, finite cells) the mean is the better estimate.
+
+Prediction at ``x`` with ``f = (μ_L(x), 1)``, ``k = k_δ(x, X_H)``, ``u = f − Fᵀ K⁻¹ k``::
+
+    mean = ρ μ_L(x) + β + kᵀ K⁻¹ (y_H − F b)
+    var  = ρ² s_L(x)² + k_δ(x, x) − kᵀ K⁻¹ k + uᵀ (Fᵀ K⁻¹ F)⁻¹ u
+
+(the last term is the universal-kriging share of the uncertainty in ``ρ`` and ``β``). The
+variance includes the fitted nugget, so intervals are those of a new high-fidelity run.
+
+With a handful of high runs the maximum-likelihood kernel is often overconfident (a length
+scale at its bound, a vanishing nugget), so by default the discrepancy's variance is rescaled by
+the cross-validation estimate of the variance parameter (Bachoc 2013): the mean squared
+standardised leave-one-out residual, ``(1/n) Σ α_i² / (K⁻¹)_ii``, which is 1 when the
+likelihood's variance describes the runs' own scatter about the other runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+import scipy.linalg
+import scipy.optimize
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, Matern, WhiteKernel
+
+from scalelink.bridge.errors import ConfigError, DataError
+
+__all__ = ["AR1CoKriging", "FusedPrediction", "fit_gaussian_process", "check_samples"]
+
+LowModel = Callable[[np.ndarray], npt.ArrayLike]
+
+
+def check_samples(x: npt.ArrayLike, y: npt.ArrayLike, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x (n, d), y (n,))`` as float arrays, or a :class:`DataError` naming ``name``.
+
+    ``x`` may be ``(n,)`` for one input dimension.
+    """
+    xa = np.asarray(x, dtype=float)
+    ya = np.asarray(y, dtype=float)
+    if xa.ndim == 1:
+        xa = xa[:, None]
+    if xa.ndim != 2 or ya.ndim != 1:
+        raise DataError(
+            f"{name}: inputs must be (n, d) or (n,) and outputs (n,), got shapes {xa.shape} and {ya.shape}"
+        )
+    if xa.shape[0] == 0:
+        raise DataError(f"{name}: no samples; give at least two runs")
+    if xa.shape[0] != ya.shape[0]:
+        raise DataError(
+            f"{name}: {xa.shape[0]} inputs but {ya.shape[0]} outputs; give one output per input row"
+        )
+    if not (np.isfinite(xa).all() and np.isfinite(ya).all()):
+        raise DataError(f"{name}: NaN or inf among the samples; drop failed runs before fitting")
+    return xa, ya
+
+
+def _negative_profile_likelihood(
+    theta: np.ndarray, kernel: Kernel, x: np.ndarray, y: np.ndarray, regressors: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """``−ℓ(θ)`` and its gradient, with ``(ρ, β)`` at their GLS optimum (module docstring)."""
+    cov, cov_gradient = kernel.clone_with_theta(theta)(x, eval_gradient=True)
+    try:
+        factor = scipy.linalg.cho_factor(cov, lower=True)
+    except np.linalg.LinAlgError:
+        return np.inf, np.zeros_like(theta)
+    kf = scipy.linalg.cho_solve(factor, regressors)
+    b = np.linalg.solve(regressors.T @ kf, kf.T @ y)
+    alpha = scipy.linalg.cho_solve(factor, y - regressors @ b)
+    log_det = 2.0 * np.log(np.diag(factor[0])).sum()
+    value = 0.5 * (y - regressors @ b) @ alpha + 0.5 * log_det + 0.5 * y.size * np.log(2.0 * np.pi)
+    inner = np.outer(alpha, alpha) - scipy.linalg.cho_solve(factor, np.eye(y.size))
+    gradient = -0.5 * np.einsum("ij,jik->k", inner, cov_gradient)
+    return float(value), gradient
+
+
+def _kernel(dim: int, scale: float) -> Kernel:
+    """Amplitude × Matérn-5/2 (one length scale per input, inputs scaled to [0, 1]) + nugget."""
+    return (
+        ConstantKernel(scale, (1e-6 * scale, 1e4 * scale))
+        * Matern(length_scale=np.full(dim, 0.3), length_scale_bounds=(1e-2, 3.0), nu=2.5)
+        + WhiteKernel(1e-6 * scale, (1e-12 * scale, 1e-1 * scale))
+    )
+
+
+def fit_gaussian_process(
+    x: npt.ArrayLike, y: npt.ArrayLike, *, restarts: int = 5, seed: int = 0
+) -> GaussianProcessRegressor:
+    """A scikit-learn GP of ``y(x)``: Matérn-5/2 with one length scale per input, a fitted nugget,
+    normalised outputs; hyperparameters by maximum likelihood with ``restarts`` extra starts.
+
+    This is the single-fidelity GP the co-kriging uses for the low fidelity and the one it is
+    compared with. Inputs should be of order one (scale them to the unit box).
+    """
+    xa, ya = check_samples(x, y, "GP samples")
+    gp = GaussianProcessRegressor(
+        _kernel(xa.shape[1], 1.0), normalize_y=True, n_restarts_optimizer=restarts, random_state=seed
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gp.fit(xa, ya)
+    return gp
+
+
+@dataclasses.dataclass(frozen=True)
+class FusedPrediction:
+    """Predictions of an :class:`AR1CoKriging` at ``n`` points.
+
+    Attributes:
+        mean: ``(n,)`` predictive mean of the high fidelity.
+        std: ``(n,)`` predictive standard deviation (same unit as the outputs).
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    def interval(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds of the central Gaussian interval of probability ``level``."""
+        from scipy.stats import norm
+
+        if not 0.0 < level < 1.0:
+            raise ConfigError(f"interval level must lie in (0, 1), got {level!r}")
+        z = float(norm.ppf(0.5 + level / 2.0))
+        return self.mean - z * self.std, self.mean + z * self.std
+
+
+class AR1CoKriging:
+    """Two-level AR1 co-kriging (Kennedy–O'Hagan) with GP discrepancy and predictive variance.
+
+    Args:
+        restarts: extra random starts of each hyperparameter fit.
+        seed: seed of the hyperparameter restarts.
+        calibrate: scale the discrepancy's variance by its leave-one-out estimate (module
+            docstring); ``False`` keeps the maximum-likelihood variance.
+
+    Attributes (after :meth:`fit`):
+        rho: the scale factor ``ρ`` between the fidelities.
+        beta: the constant offset ``β``.
+        sweeps: alternations made until ``ρ`` settled.
+    """
+
+    def __init__(self, *, restarts: int = 5, seed: int = 0, calibrate: bool = True) -> None:
+        if restarts < 0:
+            raise ConfigError(f"need restarts >= 0, got {restarts!r}")
+        self.restarts, self.seed, self.calibrate = int(restarts), int(seed), bool(calibrate)
+        self._fitted = False
+
+    # ---- scaling of the inputs to the unit box of the data -------------------------------
+    def _scaled(self, x: npt.ArrayLike) -> np.ndarray:
+        xa = np.asarray(x, dtype=float)
+        if xa.ndim == 1 and self._dim == 1:
+            xa = xa[:, None]
+        if xa.ndim != 2 or xa.shape[1] != self._dim:
+            raise DataError(f"inputs have shape {xa.shape}, expected (n, {self._dim})")
+        if not np.isfinite(xa).all():
+            raise DataError("inputs contain NaN or inf")
+        return (xa - self._lower) / self._span
+
+    def fit(
+        self,
+        x_high: npt.ArrayLike,
+        y_high: npt.ArrayLike,
+        *,
+        x_low: npt.ArrayLike | None = None,
+        y_low: npt.ArrayLike | None = None,
+        low_model: LowModel | None = None,
+    ) -> AR1CoKriging:
+        """Fit to high-fidelity runs and either low-fidelity runs or a low-fidelity function.
+
+        Args:
+            x_high: inputs of the high-fidelity runs ``(n_H, d)`` (or ``(n_H,)``).
+            y_high: their outputs ``(n_H,)``.
+            x_low: inputs of the low-fidelity runs ``(n_L, d)``; with ``y_low``.
+            y_low: their outputs ``(n_L,)``.
+            low_model: instead of runs, a cheap function ``(n, d) -> (n,)`` evaluated exactly.
+
+        Returns:
+            ``self``.
+        """
+        xh, yh = check_samples(x_high, y_high, "high-fidelity runs")
+        if (low_model is None) == (x_low is None or y_low is None):
+            raise ConfigError(
+                "give the low fidelity either as runs (x_low and y_low) or as a function (low_model), not both or neither"
+            )
+        if xh.shape[0] < 3:
+            raise DataError(f"high-fidelity runs: {xh.shape[0]} given, at least 3 are needed to fit ρ, β and a GP")
+        self._dim = xh.shape[1]
+        self.low_model = low_model
+        points = xh
+        if low_model is None:
+            xl, yl = check_samples(x_low, y_low, "low-fidelity runs")
+            if xl.shape[1] != self._dim:
+                raise DataError(
+                    f"low-fidelity inputs have {xl.shape[1]} columns, high-fidelity inputs {self._dim}; "
+                    "both must describe the same design variables"
+                )
+            points = np.vstack([xh, xl])
+        self._lower = points.min(axis=0)
+        span = points.max(axis=0) - self._lower
+        self._span = np.where(span > 0.0, span, 1.0)
+        sh = self._scaled(xh)
+        if low_model is None:
+            sl = self._scaled(xl)
+            self.low_gp = fit_gaussian_process(sl, yl, restarts=self.restarts, seed=self.seed)
+            low_at_high = self.low_gp.predict(sh)
+        else:
+            low_at_high = self._low_exact(xh)
+        self._fit_discrepancy(sh, yh, low_at_high)
+        self._fitted = True
+        return self
+
+    def _low_exact(self, x: np.ndarray) -> np.ndarray:
+        assert self.low_model is not None
+        try:
+            values = np.asarray(self.low_model(x), dtype=float).reshape(-1)
+        except Exception as exc:
+            raise DataError(f"the low-fidelity function failed on {x.shape[0]} inputs: {type(exc).__name__}: {exc}") from exc
+        if values.shape != (x.shape[0],) or not np.isfinite(values).all():
+            raise DataError(
+                f"the low-fidelity function must return {x.shape[0]} finite values for inputs of shape {x.shape}, "
+                f"got shape {values.shape}"
+            )
+        return values
+
+    def _fit_discrepancy(self, sh: np.ndarray, yh: np.ndarray, low: np.ndarray) -> None:
+        regressors = np.column_stack([low, np.ones_like(low)])
+        if np.linalg.matrix_rank(regressors) < 2:
+            raise DataError(
+                "the low fidelity takes one value at every high-fidelity point, so ρ and β cannot be told apart; "
+                "place the high-fidelity runs where the low fidelity varies"
+            )
+        ols = np.linalg.lstsq(regressors, yh, rcond=None)[0]
+        scale = float(np.var(yh - regressors @ ols)) or float(np.var(yh)) or 1.0
+        kernel = _kernel(sh.shape[1], scale)
+        bounds = kernel.bounds
+        rng = np.random.default_rng(self.seed)
+        starts = [kernel.theta] + [rng.uniform(bounds[:, 0], bounds[:, 1]) for _ in range(self.restarts)]
+        best = None
+        for start in starts:
+            result = scipy.optimize.minimize(
+                _negative_profile_likelihood, start, args=(kernel, sh, yh, regressors), jac=True,
+                method="L-BFGS-B", bounds=bounds,
+            )
+            if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
+                best = result
+        if best is None:
+            raise DataError("the discrepancy GP could not be fitted (singular covariance at every start)")
+        self.delta_kernel = kernel.clone_with_theta(best.x)
+        self.log_likelihood = -float(best.fun)
+        cov = self.delta_kernel(sh)
+        factor = scipy.linalg.cho_factor(cov, lower=True)
+        kf = scipy.linalg.cho_solve(factor, regressors)
+        gram = regressors.T @ kf
+        coefficients = np.linalg.solve(gram, kf.T @ yh)
+        self.rho, self.beta = float(coefficients[0]), float(coefficients[1])
+        self._points, self._regressors, self._factor = sh, regressors, factor
+        self._alpha = scipy.linalg.cho_solve(factor, yh - regressors @ coefficients)
+        self._gram_inv = np.linalg.inv(gram)
+        # leave-one-out residuals e_i = α_i / (K⁻¹)_ii with variances 1 / (K⁻¹)_ii
+        precision = np.diag(scipy.linalg.cho_solve(factor, np.eye(yh.size)))
+        self.variance_factor = float(np.mean(self._alpha**2 / precision)) if self.calibrate else 1.0
+
+    def low(self, x: npt.ArrayLike) -> FusedPrediction:
+        """The low fidelity at ``x``: GP mean and standard deviation, or the exact function (std 0)."""
+        self._require_fit()
+        s = self._scaled(x)
+        if self.low_model is not None:
+            xa = s * self._span + self._lower
+            return FusedPrediction(self._low_exact(xa), np.zeros(s.shape[0]))
+        mean, std = self.low_gp.predict(s, return_std=True)
+        return FusedPrediction(mean, std)
+
+    def predict(self, x: npt.ArrayLike) -> FusedPrediction:
+        """High-fidelity mean and standard deviation at inputs ``x`` ``(n, d)`` (or ``(n,)``)."""
+        self._require_fit()
+        s = self._scaled(x)
+        low = self.low(x)
+        cross = self.delta_kernel(s, self._points)
+        solved = scipy.linalg.cho_solve(self._factor, cross.T)
+        f = np.column_stack([low.mean, np.ones(s.shape[0])])
+        u = f - solved.T @ self._regressors
+        mean = self.rho * low.mean + self.beta + cross @ self._alpha
+        var = self.rho**2 * low.std**2 + self.variance_factor * (
+            self.delta_kernel.diag(s)
+            - np.einsum("ij,ji->i", cross, solved)
+            + np.einsum("ij,jk,ik->i", u, self._gram_inv, u)
+        )
+        return FusedPrediction(mean, np.sqrt(np.maximum(var, 0.0)))
+
+    def _require_fit(self) -> None:
+        if not self._fitted:
+            raise ConfigError("the co-kriging model is not fitted; call fit(...) first")

