@@ -12,6 +12,7 @@
 ``scalelink sample-micro OUT.npz [--spec SPEC.yaml] [--model linear_elastic --young E --poisson NU | --model atomistic --structure CELL --potential model.pt | --module pkg.mod:factory] [--num-samples N] [--strain-range A]``
 ``scalelink train-surrogate DATA.npz -o RUN_DIR [--epochs N] [--time-limit S] [--width W] [--depth D] [--tangent-weight X]``
 ``scalelink deploy-surrogate RUN_DIR -o model.pt [--dtype float32|float64] [--tangent-dtype float32]``
+``scalelink design CONFIG.yaml [--budget N] [--batch-size Q] [--state FILE] [--plot PNG]`` (under ``mpirun -n K``: K designs at once)
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from scalelink.bridge.errors import ScaleLinkError
+
+from .design import add_design_parser
 
 __all__ = ["main"]
 
@@ -401,7 +404,7 @@ def _add_learn(sub: argparse._SubParsersAction) -> None:
 
 _COMMANDS = (_add_train, _add_deploy, _add_evaluate, _add_make_data,
              _add_demo, _add_sample_micro, _add_train_surrogate, _add_deploy_surrogate,
-             _add_train_committee, _add_learn)
+             _add_train_committee, _add_learn, add_design_parser)
 
 
 def _parser() -> argparse.ArgumentParser:
