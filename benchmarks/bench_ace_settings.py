@@ -45,6 +45,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--wf", type=float, default=1.0, help="force weight ((eV/Å) squared)")
     p.add_argument("--huber", type=float, default=0.0,
                    help="force loss: Huber with this threshold (eV/Å), squares below it, linear above; 0: squares")
+    p.add_argument("--final-we", type=float, default=0.0,
+                   help="energy weight of a final stage (0: none); the stage also starts a new plateau schedule")
+    p.add_argument("--final-fraction", type=float, default=0.25, help="share of the budget the final stage takes")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decay; 0: Adam")
@@ -106,8 +109,13 @@ def main() -> None:
     schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.8, patience=5)
     loader = make_loader(fit, a.batch_size, True, a.seed)
     start, epoch, budget = time.time(), 0, 60.0 * a.minutes
+    final = False
     while time.time() - start < budget:
         epoch += 1
+        if a.final_we > 0 and not final and time.time() - start >= (1.0 - a.final_fraction) * budget:
+            final, a.we = True, a.final_we
+            schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.8, patience=5)
+            print(f"epoch {epoch}: final stage, energy weight {a.we}", flush=True)
         model.train()
         for batch in loader:
             optimizer.zero_grad()

@@ -240,181 +240,234 @@ def train(config: TrainConfig, *, progress: bool = True, resume: bool = False, o
             misshaped or not finite (naming the file and frame).
         NonFiniteError: the training or validation loss became NaN or infinite.
     """
-    start = time.perf_counter()
-    torch.manual_seed(config.seed)
-    dtype = _DTYPES[config.dtype]
-    run_dir = config.out
-    last_path = os.path.join(run_dir, "checkpoint_last.pt")
-    if resume and not os.path.isfile(last_path):
-        from scalelink.bridge.errors import ModelFileError
+    run = _Run(config, resume=resume, overwrite=overwrite)
+    epoch = run.first_epoch - 1
+    bar = tqdm(range(run.first_epoch, config.epochs + 1), desc="training", disable=not progress, unit="epoch")
+    for epoch in bar:
+        train_loss, lr = run.train_epoch(epoch)
+        val = run.validate(epoch, train_loss, lr)
+        bar.set_postfix(
+            E=f"{1e3 * val.energy_rmse:.2f}meV/at", F=f"{1e3 * val.force_rmse:.1f}meV/Å", lr=f"{lr:.1e}"
+        )
+        if run.should_stop(epoch):
+            break
+    bar.close()
+    return run.finish(epoch)
 
-        raise ModelFileError(f"cannot resume: {last_path!r} does not exist; start the run without --resume")
-    check_run_folder(run_dir, resume=resume, overwrite=overwrite)
 
-    frames = read_structures(config.data, config.species)
-    species = list(config.species) if config.species else infer_species(frames)
-    split = split_indices(len(frames), config.validation_fraction, config.test_fraction, config.seed)
-    graphs = [atoms_to_data(a, species, config.cutoff, dtype) for a in frames]
-    noise = prepare_sources(config, frames, graphs, len(species))
-    extra_parameters = [] if noise is None else list(noise.parameters())
-    train_graphs = [graphs[i] for i in split.train]
-    shift = reference_energies([frames[i] for i in split.train], species)
+class _Run:
+    """One training run's state and its named steps: set-up (data, network), resume, one
+    epoch, validation with the schedule and checkpoints, the stopping rules, and the finish
+    (deployed energy zero, metrics, plots)."""
 
-    model_kwargs = _model_kwargs(config, species, train_graphs, shift)
-    model = build_model(model_kwargs, config.architecture).to(dtype)
-    prepare = registry.get(config.architecture).prepare
-    if prepare is not None:
-        prepare(model, train_graphs)
-    if config.init_from is not None and not resume:
-        model, model_kwargs = _warm_start(config.init_from, species, config.architecture, dtype)
-    elif noise is not None or any(float(g.weight) != 1.0 for g in train_graphs):
-        # start from the energy zero the weighted loss wants, not the unweighted one of `shift`
-        _refit_energy_shift(model, make_loader(train_graphs, config.batch_size, shuffle=False, seed=0), len(species), noise)
-        model_kwargs["energy_shift"] = model.energy_shift.double().tolist()
-    optimizer = _optimizer([*model.parameters(), *extra_parameters], config)
-    average = _WeightAverage(model, config.ema_decay)
-    train_loader = make_loader(train_graphs, config.batch_size, shuffle=True, seed=config.seed)
-    val_graphs = [graphs[i] for i in split.validation] or train_graphs
-    val_loader = make_loader(val_graphs, config.batch_size, shuffle=False, seed=config.seed)
+    def __init__(self, config: TrainConfig, *, resume: bool, overwrite: bool) -> None:
+        self.config, self.start = config, time.perf_counter()
+        torch.manual_seed(config.seed)
+        self.dtype = _DTYPES[config.dtype]
+        self.run_dir = config.out
+        self.last_path = os.path.join(self.run_dir, "checkpoint_last.pt")
+        if resume and not os.path.isfile(self.last_path):
+            from scalelink.bridge.errors import ModelFileError
 
-    history: list[dict[str, float]] = []
-    best, best_epoch, first_epoch, spent_before = float("inf"), 0, 1, 0.0
-    plateau_rate, last_reduction = config.learning_rate, 0
-    if resume:
-        state = load_state(last_path)
-        model_kwargs = state["model_kwargs"]
-        model = build_model(model_kwargs, config.architecture).to(dtype)
-        model.load_state_dict(state.get("training_state") or state["model_state"])
-        if noise is not None:
-            noise.load_state_dict(state["noise_state"])
-        optimizer = _optimizer([*model.parameters(), *extra_parameters], config)
-        optimizer.load_state_dict(state["optimizer_state"])
-        average = _WeightAverage(model, config.ema_decay)
-        average.network.load_state_dict(state["model_state"])
-        average.updates = int(state.get("ema_updates", 0))
-        spent_before = state["seconds"]
-        train_loader.generator.set_state(state["loader_rng"])
+            raise ModelFileError(f"cannot resume: {self.last_path!r} does not exist; start the run without --resume")
+        check_run_folder(self.run_dir, resume=resume, overwrite=overwrite)
+        self._read_data()
+        self._build_network(warm_start=config.init_from is not None and not resume)
+        self.history: list[dict[str, float]] = []
+        self.best, self.best_epoch, self.first_epoch, self.spent_before = float("inf"), 0, 1, 0.0
+        self.plateau_rate, self.last_reduction = config.learning_rate, 0
+        if resume:
+            self._restore()
+        split = {k: getattr(self.split, k).tolist() for k in ("train", "validation", "test")}
+        start_run_folder(self.run_dir, config, split, overwrite=overwrite)
+        self.steps_per_epoch = max(len(self.train_loader), 1)
+
+    def _read_data(self) -> None:
+        """Structures, species, the split, graphs, source noise and the per-species energy zero."""
+        config = self.config
+        frames = read_structures(config.data, config.species)
+        self.species = list(config.species) if config.species else infer_species(frames)
+        self.split = split_indices(len(frames), config.validation_fraction, config.test_fraction, config.seed)
+        self.graphs = [atoms_to_data(a, self.species, config.cutoff, self.dtype) for a in frames]
+        self.noise = prepare_sources(config, frames, self.graphs, len(self.species))
+        self.extra_parameters = [] if self.noise is None else list(self.noise.parameters())
+        self.train_graphs = [self.graphs[i] for i in self.split.train]
+        self.shift = reference_energies([frames[i] for i in self.split.train], self.species)
+
+    def _build_network(self, warm_start: bool) -> None:
+        """The network (fresh and prepared on the training graphs, or warm-started), the
+        optimiser, the weight average and the loaders."""
+        config, species = self.config, self.species
+        self.model_kwargs = _model_kwargs(config, species, self.train_graphs, self.shift)
+        self.model = build_model(self.model_kwargs, config.architecture).to(self.dtype)
+        prepare = registry.get(config.architecture).prepare
+        if prepare is not None:
+            prepare(self.model, self.train_graphs)
+        if warm_start:
+            self.model, self.model_kwargs = _warm_start(config.init_from, species, config.architecture, self.dtype)
+        elif self.noise is not None or any(float(g.weight) != 1.0 for g in self.train_graphs):
+            # start from the energy zero the weighted loss wants, not the unweighted one of `shift`
+            _refit_energy_shift(self.model, make_loader(self.train_graphs, config.batch_size, shuffle=False, seed=0),
+                                len(species), self.noise)
+            self.model_kwargs["energy_shift"] = self.model.energy_shift.double().tolist()
+        self.optimizer = _optimizer([*self.model.parameters(), *self.extra_parameters], config)
+        self.average = _WeightAverage(self.model, config.ema_decay)
+        self.train_loader = make_loader(self.train_graphs, config.batch_size, shuffle=True, seed=config.seed)
+        self.val_graphs = [self.graphs[i] for i in self.split.validation] or self.train_graphs
+        self.val_loader = make_loader(self.val_graphs, config.batch_size, shuffle=False, seed=config.seed)
+
+    def _restore(self) -> None:
+        """Continue from ``checkpoint_last.pt``: weights, optimiser, average, schedule, history, random state."""
+        state = load_state(self.last_path)
+        self.model_kwargs = state["model_kwargs"]
+        self.model = build_model(self.model_kwargs, self.config.architecture).to(self.dtype)
+        self.model.load_state_dict(state.get("training_state") or state["model_state"])
+        if self.noise is not None:
+            self.noise.load_state_dict(state["noise_state"])
+        self.optimizer = _optimizer([*self.model.parameters(), *self.extra_parameters], self.config)
+        self.optimizer.load_state_dict(state["optimizer_state"])
+        self.average = _WeightAverage(self.model, self.config.ema_decay)
+        self.average.network.load_state_dict(state["model_state"])
+        self.average.updates = int(state.get("ema_updates", 0))
+        self.spent_before = state["seconds"]
+        self.train_loader.generator.set_state(state["loader_rng"])
         torch.set_rng_state(state["torch_rng"])
-        history, best, best_epoch = state["history"], state["best"], state["best_epoch"]
-        plateau_rate = float(state.get("plateau_rate", config.learning_rate))
-        last_reduction = int(state.get("last_reduction", 0))
-        first_epoch = state["epoch"] + 1
-        tqdm.write(f"resuming {run_dir} at epoch {first_epoch}")
-    start_run_folder(run_dir, config, {k: getattr(split, k).tolist() for k in ("train", "validation", "test")},
-                     overwrite=overwrite)
+        self.history, self.best, self.best_epoch = state["history"], state["best"], state["best_epoch"]
+        self.plateau_rate = float(state.get("plateau_rate", self.config.learning_rate))
+        self.last_reduction = int(state.get("last_reduction", 0))
+        self.first_epoch = state["epoch"] + 1
+        tqdm.write(f"resuming {self.run_dir} at epoch {self.first_epoch}")
 
-    def checkpoint(epoch: int) -> dict[str, Any]:
+    def seconds(self) -> float:
+        """Training time so far, including the time before a resume."""
+        return self.spent_before + time.perf_counter() - self.start
+
+    def checkpoint(self, epoch: int) -> dict[str, Any]:
+        average = self.average
         return {
-            "architecture": config.architecture,
-            "model_kwargs": model_kwargs,
+            "architecture": self.config.architecture,
+            "model_kwargs": self.model_kwargs,
             # the averaged network is the one validated and deployed; resuming needs both
             "model_state": average.network.state_dict(),
-            "training_state": None if average.network is model else model.state_dict(),
+            "training_state": None if average.network is self.model else self.model.state_dict(),
             "ema_updates": average.updates,
-            "species": species,
-            "dtype": config.dtype,
+            "species": self.species,
+            "dtype": self.config.dtype,
             "epoch": epoch,
-            "optimizer_state": optimizer.state_dict(),
-            "seconds": spent_before + time.perf_counter() - start,
-            "loader_rng": train_loader.generator.get_state(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "seconds": self.seconds(),
+            "loader_rng": self.train_loader.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
-            "history": history,
-            "best": best,
-            "best_epoch": best_epoch,
-            "plateau_rate": plateau_rate,
-            "last_reduction": last_reduction,
-            "noise_state": None if noise is None else noise.state_dict(),
+            "history": self.history,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "plateau_rate": self.plateau_rate,
+            "last_reduction": self.last_reduction,
+            "noise_state": None if self.noise is None else self.noise.state_dict(),
         }
 
-    def learning_rate(epoch_progress: float) -> float:
+    def learning_rate(self, epoch_progress: float) -> float:
+        config = self.config
         if config.lr_schedule == "plateau":
-            return plateau_rate
+            return self.plateau_rate
         progress = epoch_progress / config.epochs
         if config.time_limit is not None:
-            progress = max(progress, (spent_before + time.perf_counter() - start) / config.time_limit)
+            progress = max(progress, self.seconds() / config.time_limit)
         return config.learning_rate * config.lr_final ** min(progress, 1.0)
 
-    steps_per_epoch = max(len(train_loader), 1)
-    epoch = first_epoch - 1
-    bar = tqdm(range(first_epoch, config.epochs + 1), desc="training", disable=not progress, unit="epoch")
-    for epoch in bar:
+    def train_epoch(self, epoch: int) -> tuple[float, float]:
+        """One pass over the training loader; returns the mean training loss per structure and
+        the last learning rate."""
+        config, model = self.config, self.model
         model.train()
-        total, count = 0.0, 0
-        for step, batch in enumerate(train_loader):
-            lr = learning_rate(epoch - 1 + step / steps_per_epoch)
-            for group in optimizer.param_groups:
+        total, count, lr = 0.0, 0, self.learning_rate(epoch - 1)
+        for step, batch in enumerate(self.train_loader):
+            lr = self.learning_rate(epoch - 1 + step / self.steps_per_epoch)
+            for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            if noise is None:
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.noise is None:
                 loss = _loss(model, batch, config.loss, create_graph=True)
             else:
-                loss = source_nll(model, batch, noise, config.loss.stress, create_graph=True)
+                loss = source_nll(model, batch, self.noise, config.loss.stress, create_graph=True)
             value = float(loss.detach())
-            check_finite_loss(value, "training loss", f"at epoch {epoch}, step {step + 1} of {steps_per_epoch} "
-                               f"(learning rate {lr:.3g})", run_dir, train_graphs)
+            check_finite_loss(value, "training loss", f"at epoch {epoch}, step {step + 1} of {self.steps_per_epoch} "
+                               f"(learning rate {lr:.3g})", self.run_dir, self.train_graphs)
             loss.backward()
-            optimizer.step()
-            average.update(model)
+            self.optimizer.step()
+            self.average.update(model)
             total += value * int(batch.num_graphs)
             count += int(batch.num_graphs)
-        model.eval()
-        val = error_metrics(collect(average.network, val_loader, species))
+        return total / max(count, 1), lr
+
+    def validate(self, epoch: int, train_loss: float, lr: float) -> ErrorMetrics:
+        """Score the averaged network on the validation set, record the epoch, keep the best
+        checkpoint, reduce the rate on a plateau and write the last checkpoint and history."""
+        config = self.config
+        self.model.eval()
+        val = error_metrics(collect(self.average.network, self.val_loader, self.species))
         # mean absolute errors, the measure of DFT benchmarks: a few high-temperature frames
         # dominate the root mean squares, which can rise while the model improves on the rest
         val_loss = config.loss.energy * val.energy_mae**2 + config.loss.forces * val.force_mae**2
         if val.stress_rmse is not None:
             val_loss += config.loss.stress * val.stress_rmse**2
-        check_finite_loss(val_loss, "validation loss", f"at epoch {epoch}", run_dir, val_graphs)
-        history.append(
-            {"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss, "lr": lr, **val.as_dict()}
-        )
-        bar.set_postfix(
-            E=f"{1e3 * val.energy_rmse:.2f}meV/at", F=f"{1e3 * val.force_rmse:.1f}meV/Å", lr=f"{lr:.1e}"
-        )
-        if val_loss < best:
-            best, best_epoch = val_loss, epoch
-            save_checkpoint(os.path.join(run_dir, "checkpoint_best.pt"), checkpoint(epoch))
-        elif epoch - max(best_epoch, last_reduction) >= config.lr_patience:
-            plateau_rate = max(plateau_rate * config.lr_factor, config.learning_rate * config.lr_final)
-            last_reduction = epoch
-        save_checkpoint(last_path, checkpoint(epoch))
-        write_json({"history": history}, os.path.join(run_dir, "history.json"))
-        if epoch - best_epoch >= config.patience:
-            tqdm.write(f"early stop at epoch {epoch}: no validation improvement for {config.patience} epochs")
-            break
-        if config.time_limit is not None and spent_before + time.perf_counter() - start > config.time_limit:
-            tqdm.write(f"time limit of {config.time_limit:.0f} s reached at epoch {epoch}")
-            break
-    bar.close()
-    learning_curves(history, os.path.join(run_dir, "learning_curves.png"))
+        check_finite_loss(val_loss, "validation loss", f"at epoch {epoch}", self.run_dir, self.val_graphs)
+        self.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr, **val.as_dict()})
+        if val_loss < self.best:
+            self.best, self.best_epoch = val_loss, epoch
+            save_checkpoint(os.path.join(self.run_dir, "checkpoint_best.pt"), self.checkpoint(epoch))
+        elif epoch - max(self.best_epoch, self.last_reduction) >= config.lr_patience:
+            self.plateau_rate = max(self.plateau_rate * config.lr_factor, config.learning_rate * config.lr_final)
+            self.last_reduction = epoch
+        save_checkpoint(self.last_path, self.checkpoint(epoch))
+        write_json({"history": self.history}, os.path.join(self.run_dir, "history.json"))
+        return val
 
-    best_model, _ = load_checkpoint(run_dir, "best")
-    best_model.eval()
-    state = load_state(os.path.join(run_dir, "checkpoint_best.pt"))
-    if noise is not None:
-        noise.load_state_dict(state["noise_state"])  # the noise levels that went with the best network
-    _refit_energy_shift(best_model, make_loader(train_graphs, config.batch_size, shuffle=False, seed=0), len(species), noise,
-                        update_noise=True)
-    state["model_state"] = best_model.state_dict()
-    if noise is not None:
-        state["noise_state"] = noise.state_dict()
-    state["model_kwargs"]["energy_shift"] = best_model.energy_shift.double().tolist()
-    save_checkpoint(os.path.join(run_dir, "checkpoint_best.pt"), state)
-    val_collected = collect(best_model, val_loader, species)
-    val_metrics = error_metrics(val_collected)
-    test_metrics = None
-    report: dict[str, object] = {"species": species, "best_epoch": best_epoch, "epochs_run": epoch, "validation": val_metrics.as_dict()}
-    if noise is not None:
-        report["source_noise"] = noise.as_dict()
-    if len(split.test):
-        test_loader = make_loader([graphs[i] for i in split.test], config.batch_size, shuffle=False, seed=config.seed)
-        test_collected = collect(best_model, test_loader, species)
-        test_metrics = error_metrics(test_collected)
-        report["test"] = test_metrics.as_dict()
-        parity_plot(test_collected, os.path.join(run_dir, "parity.png"), "held-out test set")
-    else:
-        parity_plot(val_collected, os.path.join(run_dir, "parity.png"), "validation set")
-    seconds = time.perf_counter() - start
-    report["seconds"] = seconds
-    write_json(report, os.path.join(run_dir, "metrics.json"))
-    return TrainResult(run_dir, species, test_metrics, val_metrics, epoch, seconds)
+    def should_stop(self, epoch: int) -> bool:
+        """Early stopping on the validation loss, or the time limit."""
+        config = self.config
+        if epoch - self.best_epoch >= config.patience:
+            tqdm.write(f"early stop at epoch {epoch}: no validation improvement for {config.patience} epochs")
+            return True
+        if config.time_limit is not None and self.seconds() > config.time_limit:
+            tqdm.write(f"time limit of {config.time_limit:.0f} s reached at epoch {epoch}")
+            return True
+        return False
+
+    def finish(self, epoch: int) -> TrainResult:
+        """Refit the best network's energy zero on the training set, score it on the validation
+        and test sets, and write the metrics and plots."""
+        config, run_dir, species, noise = self.config, self.run_dir, self.species, self.noise
+        learning_curves(self.history, os.path.join(run_dir, "learning_curves.png"))
+        best_model, _ = load_checkpoint(run_dir, "best")
+        best_model.eval()
+        best_path = os.path.join(run_dir, "checkpoint_best.pt")
+        state = load_state(best_path)
+        if noise is not None:
+            noise.load_state_dict(state["noise_state"])  # the noise levels that went with the best network
+        _refit_energy_shift(best_model, make_loader(self.train_graphs, config.batch_size, shuffle=False, seed=0),
+                            len(species), noise, update_noise=True)
+        state["model_state"] = best_model.state_dict()
+        if noise is not None:
+            state["noise_state"] = noise.state_dict()
+        state["model_kwargs"]["energy_shift"] = best_model.energy_shift.double().tolist()
+        save_checkpoint(best_path, state)
+        val_collected = collect(best_model, self.val_loader, species)
+        val_metrics = error_metrics(val_collected)
+        test_metrics = None
+        report: dict[str, object] = {"species": species, "best_epoch": self.best_epoch, "epochs_run": epoch,
+                                     "validation": val_metrics.as_dict()}
+        if noise is not None:
+            report["source_noise"] = noise.as_dict()
+        if len(self.split.test):
+            test_graphs = [self.graphs[i] for i in self.split.test]
+            test_collected = collect(best_model, make_loader(test_graphs, config.batch_size, shuffle=False, seed=config.seed), species)
+            test_metrics = error_metrics(test_collected)
+            report["test"] = test_metrics.as_dict()
+            parity_plot(test_collected, os.path.join(run_dir, "parity.png"), "held-out test set")
+        else:
+            parity_plot(val_collected, os.path.join(run_dir, "parity.png"), "validation set")
+        seconds = time.perf_counter() - self.start
+        report["seconds"] = seconds
+        write_json(report, os.path.join(run_dir, "metrics.json"))
+        return TrainResult(run_dir, species, test_metrics, val_metrics, epoch, seconds)
