@@ -16,7 +16,7 @@ variables alone, never run). Kill the run and start it again: it resumes from th
 
 Run::
 
-    python examples/design_composite.py              # budget 40, 48×48 RVE cells, ~1 minute
+    python examples/design_composite.py              # budget 40, 48×48 RVE cells, ~20 s
     python examples/design_composite.py --quick      # budget 8, 16×16 cells, for the test suite
     mpirun -n 2 python examples/design_composite.py  # two RVEs per batch
 """
