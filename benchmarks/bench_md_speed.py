@@ -100,8 +100,11 @@ def run_lammps(kind: str, *, model: str, ranks: int, steps: int, warmup: int, th
     text = SYSTEM.format(a=a, nx=nx, ny=ny, nz=nz, mass=mass, pair=pair.format(model=model),
                          steps=steps, warmup=warmup)
     (workdir / f"in.{kind}").write_text(text)
-    # /usr/bin/time wraps each rank, so every rank reports its own peak
-    command = [TIME, "-f", "MAXRSS_KB %M", str(BIN / "lmp"), "-in", f"in.{kind}", "-log", "none"]
+    # /usr/bin/time wraps each rank, so every rank reports its own peak; each appends its one
+    # line to a file (appends are atomic), where lines on a shared stderr could interleave
+    rss_file = workdir / f"rss.{kind}.{ranks}"
+    rss_file.unlink(missing_ok=True)
+    command = [TIME, "-a", "-o", str(rss_file), "-f", "MAXRSS_KB %M", str(BIN / "lmp"), "-in", f"in.{kind}", "-log", "none"]
     if ranks > 1:
         command = [str(BIN / "mpirun"), "-n", str(ranks), *command]
     # the .snap files name their coefficient files without a folder: LAMMPS looks them up here
@@ -110,7 +113,7 @@ def run_lammps(kind: str, *, model: str, ranks: int, steps: int, warmup: int, th
     output = proc.stdout + proc.stderr
     loops = re.findall(r"Loop time of ([0-9.eE+-]+) on \d+ procs for (\d+) steps with (\d+) atoms", output)
     memory = re.findall(r"Per MPI rank memory allocation \(min/avg/max\) = [0-9.eE+-]+ \| ([0-9.eE+-]+) \|", output)
-    peaks = [int(kb) for kb in re.findall(r"MAXRSS_KB (\d+)", output)]
+    peaks = [int(kb) for kb in re.findall(r"MAXRSS_KB (\d+)", rss_file.read_text() if rss_file.exists() else "")]
     if proc.returncode != 0 or len(loops) < 2 or not memory or len(peaks) != ranks:
         raise RuntimeError(
             f"{kind} on {ranks} rank(s) failed (exit {proc.returncode}, {len(loops)} loop-time lines, "

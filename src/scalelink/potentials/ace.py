@@ -208,8 +208,13 @@ class _Product(nn.Module):
         if self.order == 2:
             return (x * y).sum(1)
         z = mixed[self.degrees[2]][self.slots[2]]
-        third = torch.einsum("abc,ncx->nabx", self.gaunt, z)
-        return (x.unsqueeze(2) * third * y.unsqueeze(1)).sum((1, 2))
+        # the outer product of the first two factors, coupled to the third degree by one
+        # matrix product: cheaper than coupling the third factor first, which forms and
+        # multiplies a tensor of the outer product's size twice
+        n, channels = x.shape[0], x.shape[2]
+        outer = (x.unsqueeze(2) * y.unsqueeze(1)).reshape(n, -1, channels)
+        coupled = torch.matmul(self.gaunt.reshape(outer.shape[1], -1).t(), outer)
+        return (coupled * z).sum(1)
 
 
 class ACEPotential(nn.Module):
