@@ -47,7 +47,7 @@ from dolfinx import fem
 from petsc4py import PETSc
 
 from scalelink.bridge.errors import ConfigError, ScaleLinkError
-from scalelink.fe2.macro import mandel_strain
+from scalelink.fe2.macro import create_ksp, default_quadrature_degree, mandel_strain
 
 from .database import MaterialDatabase
 from .search import StateSearch, fit_stiffness
@@ -55,7 +55,6 @@ from .search import StateSearch, fit_stiffness
 __all__ = ["DataDrivenProblem", "DataDrivenResult", "DataDrivenSolveError"]
 
 _INSTANCES = itertools.count()
-_DEFAULT_PETSC = {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"}
 
 
 class DataDrivenSolveError(ScaleLinkError):
@@ -83,20 +82,6 @@ class DataDrivenResult:
     max_distance: float
     mean_distance: float
     seconds: float
-
-
-def _create_ksp(comm: MPI.Comm, matrix: PETSc.Mat, prefix: str, options: dict[str, Any] | None) -> PETSc.KSP:
-    ksp = PETSc.KSP().create(comm)
-    ksp.setOperators(matrix)
-    ksp.setOptionsPrefix(prefix)
-    database = PETSc.Options()
-    merged = {**_DEFAULT_PETSC, **(options or {})}
-    for key, value in merged.items():
-        database[f"{prefix}{key}"] = value
-    ksp.setFromOptions()
-    for key in merged:  # the options database is global: leave nothing for other solvers
-        database.delValue(f"{prefix}{key}")
-    return ksp
 
 
 def _check_inputs(u: Any, database: Any, bcs: Sequence[Any], tractions: Sequence[Any]) -> int:
@@ -217,7 +202,7 @@ class DataDrivenProblem:
         self._F = dolfinx.fem.petsc.create_vector(V)
         self._b = dolfinx.fem.petsc.create_vector(V)
         prefix = petsc_options_prefix or f"scalelink_dd_{next(_INSTANCES)}_"
-        self._ksp = _create_ksp(self._comm, self._A, prefix, petsc_options)
+        self._ksp = create_ksp(self._comm, self._A, prefix, petsc_options)
         self.timings = {"search": 0.0, "linear": 0.0, "iterations": 0}
 
     def _degree(self, requested: int | None) -> int:
@@ -225,9 +210,7 @@ class DataDrivenProblem:
             if not isinstance(requested, int) or requested < 0:
                 raise ConfigError(f"quadrature_degree must be an int >= 0, got {requested!r}")
             return requested
-        p = self.u.function_space.ufl_element().embedded_superdegree
-        simplex = self.u.function_space.mesh.topology.cell_name() in ("triangle", "tetrahedron")
-        return 2 * (p - 1) if simplex else 2 * p
+        return default_quadrature_degree(self.u)
 
     def quadrature_points(self) -> np.ndarray:
         """Coordinates ``(num_points, gdim)`` of the rank's quadrature points, in point order."""

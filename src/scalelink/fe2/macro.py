@@ -105,7 +105,8 @@ def _check_displacement(u: Any) -> int:
     return gdim
 
 
-def _default_degree(u: fem.Function) -> int:
+def default_quadrature_degree(u: fem.Function) -> int:
+    """The quadrature degree that integrates the small-strain stiffness of ``u``'s space exactly."""
     p = u.function_space.ufl_element().embedded_superdegree
     simplex = u.function_space.mesh.topology.cell_name() in ("triangle", "tetrahedron")
     # The exact degree of ε(u)·ε(v) on affine simplices; tensor-product cells need 2p.
@@ -120,7 +121,7 @@ def quadrature_points(u: fem.Function, *, quadrature_degree: int | None = None) 
     (phases, orientations, fibre directions) can be laid out before the problem is built.
     """
     _check_displacement(u)
-    degree = _default_degree(u) if quadrature_degree is None else quadrature_degree
+    degree = default_quadrature_degree(u) if quadrature_degree is None else quadrature_degree
     mesh = u.function_space.mesh
     num_cells = mesh.topology.index_map(mesh.topology.dim).size_local
     points, _ = basix.make_quadrature(mesh.basix_cell(), degree)
@@ -152,13 +153,13 @@ def _validate(
                 "each traction must be a pair (t, ds) of a UFL vector and a facet measure, "
                 f"got {pair!r}"
             )
-    chosen = _default_degree(u) if degree is None else degree
+    chosen = default_quadrature_degree(u) if degree is None else degree
     if not isinstance(chosen, int) or chosen < 0:
         raise ConfigError(f"quadrature_degree must be an int >= 0, got {degree!r}")
     return m, bcs, tractions, chosen
 
 
-def _create_ksp(
+def create_ksp(
     comm: MPI.Comm, matrix: PETSc.Mat, prefix: str, options: dict[str, Any] | None
 ) -> PETSc.KSP:
     """A KSP on ``matrix`` configured from the defaults overridden by ``options``."""
@@ -252,7 +253,7 @@ class FE2Problem:
         self._b = dolfinx.fem.petsc.create_vector(u.function_space)
         self._du = dolfinx.fem.petsc.create_vector(u.function_space)
         prefix = petsc_options_prefix or f"scalelink_fe2_{next(_INSTANCES)}_"
-        self._ksp = _create_ksp(self._comm, self._A, prefix, petsc_options)
+        self._ksp = create_ksp(self._comm, self._A, prefix, petsc_options)
         self._converged = False
         self._average_forms: tuple[tuple[Any, fem.Form], ...] | None = None
         micro.setup(self.num_points)
