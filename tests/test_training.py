@@ -205,3 +205,42 @@ def test_run_folder_has_curves_per_species_metrics_and_card(reference_data: str,
     (entry,) = card["training_runs"]
     assert entry["training_data"][0]["sha256"] and entry["metrics"]["test"]
     assert "torch" in card["metadata"]["versions"]
+
+
+def test_learned_stress_offset_absorbs_a_pulay_shift_of_the_labels(reference_data: str, tmp_path: Path) -> None:
+    """Labels whose stresses all carry the same isotropic error (a Pulay stress): the trained
+    offset takes it up, by the amount added, and the network stays what it was without it."""
+    from scalelink.bridge.units import EV_PER_CUBIC_ANGSTROM_IN_GPA
+    from scalelink.training import load_config, train
+
+    shift_gpa = 3.0
+    frames = read(reference_data, ":")
+    assert all("stress" in a.calc.results for a in frames)
+    shifted = []
+    for atoms in frames:
+        results = dict(atoms.calc.results)
+        results["stress"] = results["stress"] + np.r_[np.full(3, shift_gpa / EV_PER_CUBIC_ANGSTROM_IN_GPA), np.zeros(3)]
+        copy = atoms.copy()
+        copy.calc = SinglePointCalculator(copy, **results)
+        shifted.append(copy)
+    shifted_path = tmp_path / "shifted.extxyz"
+    write(shifted_path, shifted)
+
+    offsets, errors = {}, {}
+    for name, data, learn in (("plain", reference_data, True), ("shifted", str(shifted_path), True),
+                              ("shifted_fixed", str(shifted_path), False)):
+        config = load_config(
+            None, data=[data], species=["Cu", "Ni"], cutoff=4.0, epochs=12, out=str(tmp_path / name), seed=2,
+            architecture="gnn", model={"num_layers": 2, "features": 16, "num_basis": 6},
+            loss={"energy": 10.0, "forces": 1.0, "stress": 10.0, "stress_offset": learn},
+        )
+        train(config, progress=False)
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        offsets[name] = metrics.get("stress_offset_GPa")
+        errors[name] = (metrics["validation"]["energy_mae_meV_per_atom"], metrics["validation"]["stress_rmse_GPa"])
+    assert offsets["shifted_fixed"] is None
+    assert offsets["shifted"] - offsets["plain"] == pytest.approx(shift_gpa, rel=0.15)
+    # the network trained on the shifted labels is nearly the one trained on the plain labels;
+    # without the offset the shifted pressures pull its energies away
+    assert errors["shifted"][0] == pytest.approx(errors["plain"][0], rel=0.1)
+    assert errors["shifted"][0] < errors["shifted_fixed"][0]

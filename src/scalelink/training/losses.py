@@ -55,7 +55,7 @@ from scalelink.bridge.errors import ConfigError, DataError
 
 from .predict import predict
 
-__all__ = ["SourceNoise", "attach_sources", "fit_energy_reference", "prepare_sources", "source_nll"]
+__all__ = ["SourceNoise", "StressOffset", "attach_sources", "fit_energy_reference", "prepare_sources", "source_nll"]
 
 
 class SourceNoise(nn.Module):
@@ -151,6 +151,33 @@ class SourceNoise(nn.Module):
         return out
 
 
+class StressOffset(nn.Module):
+    """An isotropic offset of the stress labels against the energies, trained with the network.
+
+    The stress loss compares ``pred.stress + p I`` with the labels, so a constant pressure
+    error of the data (Pulay stress) is absorbed by ``p`` instead of the network. The trained
+    parameter is ``p / rate``: Adam moves it by about its learning rate per step, and
+    ``rate`` turns that into a step of ``rate × lr`` eV/Å³ (0.03 GPa at 2e-3), fine enough
+    to settle and fast enough to travel a few GPa within the first epoch.
+
+    Shapes: :meth:`value` is a scalar tensor (eV/Å³, ASE sign: tensile positive).
+    """
+
+    def __init__(self, rate: float = 0.1) -> None:
+        super().__init__()
+        self.rate = float(rate)
+        self.scaled = nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+    def value(self) -> Tensor:
+        """The offset ``p`` (eV/Å³) added to the predicted stress before it meets the labels."""
+        return self.rate * self.scaled
+
+    def shift(self, stress: Tensor) -> Tensor:
+        """``stress`` [B, 3, 3] plus the offset on its diagonal."""
+        eye = torch.eye(3, dtype=stress.dtype, device=stress.device)
+        return stress + self.value().to(stress.dtype) * eye
+
+
 def attach_sources(
     graphs: Sequence[Data], frames: Sequence[Atoms], names: Sequence[str], importance: np.ndarray | None = None
 ) -> None:
@@ -172,7 +199,15 @@ def attach_sources(
             graph.weight = graph.weight * float(importance[k])
 
 
-def source_nll(model: nn.Module, batch: Data, noise: SourceNoise, stress_weight: float, *, create_graph: bool) -> Tensor:
+def source_nll(
+    model: nn.Module,
+    batch: Data,
+    noise: SourceNoise,
+    stress_weight: float,
+    *,
+    create_graph: bool,
+    stress_offset: StressOffset | None = None,
+) -> Tensor:
     """The multi-source weighted negative log-likelihood of a batch (see the module docstring).
 
     Args:
@@ -181,6 +216,7 @@ def source_nll(model: nn.Module, batch: Data, noise: SourceNoise, stress_weight:
         noise: the per-source noise levels.
         stress_weight: weight of the plain stress MSE term (eV²/Å⁶ units of the loss).
         create_graph: keep the graph of the derivatives (needed to train on forces).
+        stress_offset: a trained isotropic offset of the stress labels (``None``: none).
 
     Returns:
         The scalar loss (dimensionless but for the stress term).
@@ -204,7 +240,8 @@ def source_nll(model: nn.Module, batch: Data, noise: SourceNoise, stress_weight:
     per_frame = frame_sq / (2.0 * sigma_f**2) + 3.0 * natoms * torch.log(sigma_f)
     force_term = (w * per_frame).sum() / w.sum().clamp_min(1e-12)
     mask = batch.has_stress.to(dtype) * w
-    stress_term = (mask.view(-1, 1, 1) * (pred.stress - batch.stress) ** 2).sum() / (9.0 * mask.sum().clamp_min(1e-12))
+    stress = pred.stress if stress_offset is None else stress_offset.shift(pred.stress)
+    stress_term = (mask.view(-1, 1, 1) * (stress - batch.stress) ** 2).sum() / (9.0 * mask.sum().clamp_min(1e-12))
     return energy_term + force_term + stress_weight * stress_term
 
 

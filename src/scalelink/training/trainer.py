@@ -25,12 +25,13 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
+from scalelink.bridge.units import EV_PER_CUBIC_ANGSTROM_IN_GPA
 from scalelink.potentials import registry
 from scalelink.potentials.architecture import GraphStatistics
 
 from .config import LossWeights, TrainConfig
 from .data import atoms_to_data, infer_species, make_loader, read_structures, reference_energies, split_indices
-from .losses import SourceNoise, fit_energy_reference, prepare_sources, source_nll
+from .losses import SourceNoise, StressOffset, fit_energy_reference, prepare_sources, source_nll
 from .metrics import Collected, ErrorMetrics, error_metrics, learning_curves, parity_plot, write_json
 from .predict import predict
 from .run_folder import check_finite_loss, check_run_folder, load_state, save_checkpoint, start_run_folder
@@ -89,7 +90,9 @@ def _optimizer(parameters: list[torch.Tensor], config: TrainConfig) -> torch.opt
     return torch.optim.Adam(parameters, lr=config.learning_rate)
 
 
-def _loss(model: nn.Module, batch: Data, weights: LossWeights, create_graph: bool) -> torch.Tensor:
+def _loss(
+    model: nn.Module, batch: Data, weights: LossWeights, create_graph: bool, stress_offset: StressOffset | None = None
+) -> torch.Tensor:
     pred = predict(model, batch, create_graph=create_graph)
     natoms = batch.natoms.to(pred.energy.dtype)
     w = batch.weight
@@ -97,14 +100,19 @@ def _loss(model: nn.Module, batch: Data, weights: LossWeights, create_graph: boo
     atom_w = w.index_select(0, batch.batch).unsqueeze(-1)
     force_term = (atom_w * (pred.forces - batch.forces) ** 2).sum() / (3.0 * atom_w.sum().clamp_min(1e-12))
     mask = batch.has_stress.to(pred.energy.dtype) * w
-    stress_term = (mask.view(-1, 1, 1) * (pred.stress - batch.stress) ** 2).sum() / (9.0 * mask.sum().clamp_min(1e-12))
+    stress = pred.stress if stress_offset is None else stress_offset.shift(pred.stress)
+    stress_term = (mask.view(-1, 1, 1) * (stress - batch.stress) ** 2).sum() / (9.0 * mask.sum().clamp_min(1e-12))
     return weights.energy * energy_term + weights.forces * force_term + weights.stress * stress_term
 
 
-def collect(model: nn.Module, loader: DataLoader, species: Sequence[str] = ()) -> Collected:
+def collect(
+    model: nn.Module, loader: DataLoader, species: Sequence[str] = (), stress_offset: float = 0.0
+) -> Collected:
     """Predictions and references over a loader, as float64 numpy arrays.
 
-    With ``species`` (names in model order), force errors are also kept per species.
+    With ``species`` (names in model order), force errors are also kept per species;
+    ``stress_offset`` (eV/Å³) is added to the diagonal of the predicted stresses (the trained
+    :class:`~scalelink.training.losses.StressOffset` of the labels).
     """
     out = Collected(species=list(species))
     for batch in loader:
@@ -118,7 +126,7 @@ def collect(model: nn.Module, loader: DataLoader, species: Sequence[str] = ()) -
         mask = batch.has_stress.numpy().astype(bool)
         if mask.any():
             voigt = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
-            sp = pred.stress.detach().double().numpy()[mask]
+            sp = pred.stress.detach().double().numpy()[mask] + stress_offset * np.eye(3)
             sr = batch.stress.double().numpy()[mask]
             out.stress_pred.append(np.stack([sp[:, a, b] for a, b in voigt], axis=1))
             out.stress_ref.append(np.stack([sr[:, a, b] for a, b in voigt], axis=1))
@@ -290,7 +298,11 @@ class _Run:
         self.split = split_indices(len(frames), config.validation_fraction, config.test_fraction, config.seed)
         self.graphs = [atoms_to_data(a, self.species, config.cutoff, self.dtype) for a in frames]
         self.noise = prepare_sources(config, frames, self.graphs, len(self.species))
+        with_stress = config.loss.stress > 0.0 and any(bool(g.has_stress) for g in self.graphs)
+        self.stress_offset = StressOffset() if config.loss.stress_offset and with_stress else None
         self.extra_parameters = [] if self.noise is None else list(self.noise.parameters())
+        if self.stress_offset is not None:
+            self.extra_parameters.append(self.stress_offset.scaled)
         self.train_graphs = [self.graphs[i] for i in self.split.train]
         self.shift = reference_energies([frames[i] for i in self.split.train], self.species)
 
@@ -324,6 +336,8 @@ class _Run:
         self.model.load_state_dict(state.get("training_state") or state["model_state"])
         if self.noise is not None:
             self.noise.load_state_dict(state["noise_state"])
+        if self.stress_offset is not None and state.get("stress_offset_state") is not None:
+            self.stress_offset.load_state_dict(state["stress_offset_state"])
         self.optimizer = _optimizer([*self.model.parameters(), *self.extra_parameters], self.config)
         self.optimizer.load_state_dict(state["optimizer_state"])
         self.average = _WeightAverage(self.model, self.config.ema_decay)
@@ -337,6 +351,10 @@ class _Run:
         self.last_reduction = int(state.get("last_reduction", 0))
         self.first_epoch = state["epoch"] + 1
         tqdm.write(f"resuming {self.run_dir} at epoch {self.first_epoch}")
+
+    def offset_value(self) -> float:
+        """The trained isotropic offset of the stress labels (eV/Å³; 0 without one)."""
+        return 0.0 if self.stress_offset is None else float(self.stress_offset.value().detach())
 
     def seconds(self) -> float:
         """Training time so far, including the time before a resume."""
@@ -364,6 +382,7 @@ class _Run:
             "plateau_rate": self.plateau_rate,
             "last_reduction": self.last_reduction,
             "noise_state": None if self.noise is None else self.noise.state_dict(),
+            "stress_offset_state": None if self.stress_offset is None else self.stress_offset.state_dict(),
         }
 
     def learning_rate(self, epoch_progress: float) -> float:
@@ -387,9 +406,10 @@ class _Run:
                 group["lr"] = lr
             self.optimizer.zero_grad(set_to_none=True)
             if self.noise is None:
-                loss = _loss(model, batch, config.loss, create_graph=True)
+                loss = _loss(model, batch, config.loss, create_graph=True, stress_offset=self.stress_offset)
             else:
-                loss = source_nll(model, batch, self.noise, config.loss.stress, create_graph=True)
+                loss = source_nll(model, batch, self.noise, config.loss.stress, create_graph=True,
+                                  stress_offset=self.stress_offset)
             value = float(loss.detach())
             check_finite_loss(value, "training loss", f"at epoch {epoch}, step {step + 1} of {self.steps_per_epoch} "
                                f"(learning rate {lr:.3g})", self.run_dir, self.train_graphs)
@@ -405,7 +425,7 @@ class _Run:
         checkpoint, reduce the rate on a plateau and write the last checkpoint and history."""
         config = self.config
         self.model.eval()
-        val = error_metrics(collect(self.average.network, self.val_loader, self.species))
+        val = error_metrics(collect(self.average.network, self.val_loader, self.species, self.offset_value()))
         # mean absolute errors, the measure of DFT benchmarks: a few high-temperature frames
         # dominate the root mean squares, which can rise while the model improves on the rest
         val_loss = config.loss.energy * val.energy_mae**2 + config.loss.forces * val.force_mae**2
@@ -445,6 +465,9 @@ class _Run:
         state = load_state(best_path)
         if noise is not None:
             noise.load_state_dict(state["noise_state"])  # the noise levels that went with the best network
+        if self.stress_offset is not None and state.get("stress_offset_state") is not None:
+            self.stress_offset.load_state_dict(state["stress_offset_state"])
+        offset = self.offset_value()
         _refit_energy_shift(best_model, make_loader(self.train_graphs, config.batch_size, shuffle=False, seed=0),
                             len(species), noise, update_noise=True)
         state["model_state"] = best_model.state_dict()
@@ -452,16 +475,26 @@ class _Run:
             state["noise_state"] = noise.state_dict()
         state["model_kwargs"]["energy_shift"] = best_model.energy_shift.double().tolist()
         save_checkpoint(best_path, state)
-        val_collected = collect(best_model, self.val_loader, species)
+        val_collected = collect(best_model, self.val_loader, species, offset)
         val_metrics = error_metrics(val_collected)
         test_metrics = None
         report: dict[str, object] = {"species": species, "best_epoch": self.best_epoch, "epochs_run": epoch,
                                      "validation": val_metrics.as_dict()}
         if noise is not None:
             report["source_noise"] = noise.as_dict()
+        if self.stress_offset is not None:
+            report["stress_offset_GPa"] = EV_PER_CUBIC_ANGSTROM_IN_GPA * offset
+            if abs(report["stress_offset_GPa"]) > 0.5:
+                tqdm.write(
+                    f"the stress labels carry an isotropic offset of {report['stress_offset_GPa']:+.2f} GPa against "
+                    "the energies (learned with the network, not part of the model; stress errors in metrics.json "
+                    "are after it): a Pulay stress from too small a plane-wave basis? `loss: {stress_offset: false}` "
+                    "fits the labels as they are"
+                )
         if len(self.split.test):
             test_graphs = [self.graphs[i] for i in self.split.test]
-            test_collected = collect(best_model, make_loader(test_graphs, config.batch_size, shuffle=False, seed=config.seed), species)
+            test_loader = make_loader(test_graphs, config.batch_size, shuffle=False, seed=config.seed)
+            test_collected = collect(best_model, test_loader, species, offset)
             test_metrics = error_metrics(test_collected)
             report["test"] = test_metrics.as_dict()
             parity_plot(test_collected, os.path.join(run_dir, "parity.png"), "held-out test set")
