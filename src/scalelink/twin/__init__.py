@@ -40,6 +40,17 @@ EXPORTS = {
     "DigitalTwin": "core",
     "Sample": "core",
     "TimedRecord": "core",
+    "ControlPlan": "control",
+    "PredictiveController": "control",
+    "StepResponse": "control",
+    "StepResponseFamily": "control",
+    "identify_step_response": "control",
+    "CompositePlate": "plate",
+    "LaminateMicro": "plate",
+    "PlateMembers": "plate",
+    "PlateSpec": "plate",
+    "default_fibre_fraction": "plate",
+    "pod_basis": "plate",
 }
 
 __all__ = sorted(EXPORTS)
