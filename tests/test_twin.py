@@ -36,7 +36,7 @@ from scalelink.twin import (
     nees,
     random_walk_steady_variance,
 )
-from scalelink.twin.control import PredictiveController, StepResponse, StepResponseFamily, identify_step_response
+from scalelink.twin.control import PredictiveController, StepResponseFamily, identify_step_response
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 BIN = Path(sys.executable).parent
