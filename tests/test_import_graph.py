@@ -27,6 +27,7 @@ ALLOWED = {
     "datadriven": {"fe2", "bridge"},
     "multifidelity": {"fe2", "bridge"},
     "design": {"multifidelity", "fe2", "bridge"},
+    "discovery": {"fe2", "bridge"},
     "twin": {"fe2", "bridge"},
     "mesoscale": {"bridge"},
     "cli": {"bridge", "potentials", "training", "campaigns", "surrogates", "fe2", "coupling", "fenicsx",
