@@ -28,6 +28,7 @@ ALLOWED = {
     "multifidelity": {"fe2", "bridge"},
     "design": {"multifidelity", "fe2", "bridge"},
     "discovery": {"fe2", "bridge"},
+    "microstructure": {"fe2", "bridge"},
     "twin": {"fe2", "bridge"},
     "mesoscale": {"bridge"},
     "cli": {"bridge", "potentials", "training", "campaigns", "surrogates", "fe2", "coupling", "fenicsx",

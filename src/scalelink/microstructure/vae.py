@@ -1,0 +1,178 @@
+"""A small convolutional variational autoencoder of periodic two-phase images.
+
+Encoder and decoder use circular padding, so the learned images stay periodic like the RVEs
+they feed. The decoder alone is deployed: latent vectors ``(n, latent_size)`` in, phase-1
+probabilities ``(n, N, N)`` out; an image is the probability map cut at 0.5. Training
+maximises the evidence lower bound (binary cross-entropy of the pixels plus ``β`` times the KL
+divergence of the posterior from the standard normal prior) with Adam on CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from scalelink.bridge.errors import ConfigError
+
+from .images import check_two_phase
+
+__all__ = ["PhaseDecoder", "PhaseVAE", "VAETraining", "calibrate_threshold", "sample_images",
+           "train_vae"]
+
+
+def _conv(inputs: int, outputs: int) -> nn.Conv2d:
+    return nn.Conv2d(inputs, outputs, 3, padding=1, padding_mode="circular")
+
+
+class PhaseDecoder(nn.Module):
+    """Latent ``(n, latent_size)`` → phase-1 probability ``(n, N, N)``, ``N = 4 × base``.
+
+    Attributes:
+        latent_size: length of the latent vector.
+        image_size: ``N``.
+    """
+
+    def __init__(self, latent_size: int, image_size: int, channels: int = 32) -> None:
+        super().__init__()
+        if image_size % 4 or image_size < 8:
+            raise ConfigError(f"image size must be a multiple of 4, >= 8; got {image_size!r}")
+        self.latent_size = latent_size
+        self.image_size = image_size
+        self.channels = channels
+        self.base = image_size // 4
+        self.linear = nn.Linear(latent_size, channels * self.base * self.base)
+        self.body = nn.Sequential(
+            nn.SiLU(), nn.Upsample(scale_factor=2.0, mode="nearest"), _conv(channels, channels // 2),
+            nn.SiLU(), nn.Upsample(scale_factor=2.0, mode="nearest"), _conv(channels // 2, 16),
+            nn.SiLU(), _conv(16, 1),
+        )
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.linear(z).reshape(z.shape[0], self.channels, self.base, self.base)
+        return self.body(h)[:, 0]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(z))
+
+
+class PhaseVAE(nn.Module):
+    """Encoder (two stride-2 circular convolutions) and :class:`PhaseDecoder`."""
+
+    def __init__(self, latent_size: int, image_size: int, channels: int = 32) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            _conv(1, 16), nn.SiLU(),
+            nn.Conv2d(16, channels // 2, 4, stride=2, padding=1, padding_mode="circular"),
+            nn.SiLU(),
+            nn.Conv2d(channels // 2, channels, 4, stride=2, padding=1, padding_mode="circular"),
+            nn.SiLU(), nn.Flatten(),
+        )
+        features = channels * (image_size // 4) ** 2
+        self.mean = nn.Linear(features, latent_size)
+        self.log_variance = nn.Linear(features, latent_size)
+        self.decoder = PhaseDecoder(latent_size, image_size, channels)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = self.encoder(images[:, None])
+        mean, log_variance = self.mean(h), self.log_variance(h).clamp(-10.0, 10.0)
+        z = mean + torch.randn_like(mean) * torch.exp(0.5 * log_variance)
+        return self.decoder.logits(z), mean, log_variance
+
+
+@dataclasses.dataclass(frozen=True)
+class VAETraining:
+    """Training settings.
+
+    Attributes:
+        latent_size: latent dimension.
+        channels: widest convolution.
+        epochs: passes over the images.
+        batch_size: images per step.
+        learning_rate: Adam step.
+        beta: weight of the KL term (per image, relative to the summed pixel cross-entropy).
+        seed: torch seed.
+    """
+
+    latent_size: int = 16
+    channels: int = 16
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    beta: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.latent_size, self.channels, self.epochs, self.batch_size) < 1 or not (
+                self.learning_rate > 0 and self.beta >= 0):
+            raise ConfigError(f"VAE training settings must be positive, got {self}")
+
+
+def train_vae(images: npt.ArrayLike, settings: VAETraining = VAETraining(), *,
+              min_images: int = 64) -> tuple[PhaseVAE, list[float]]:
+    """Train a :class:`PhaseVAE` on two-phase images ``(n, N, N)``.
+
+    Returns:
+        The trained model (eval mode) and the mean loss per epoch (nats per image).
+    """
+    array = check_two_phase(images)
+    if array.shape[0] < min_images:
+        raise ConfigError(
+            f"{array.shape[0]} training images are too few for a VAE; give at least {min_images} "
+            "(generate more with gaussian_random_field_images)"
+        )
+    torch.manual_seed(settings.seed)
+    data = torch.as_tensor(array, dtype=torch.float32)
+    model = PhaseVAE(settings.latent_size, array.shape[1], settings.channels)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs)
+    history = []
+    for _ in range(settings.epochs):
+        order = torch.randperm(data.shape[0])
+        total = 0.0
+        for start in range(0, data.shape[0], settings.batch_size):
+            batch = data[order[start:start + settings.batch_size]]
+            logits, mean, log_variance = model(batch)
+            reconstruction = nn.functional.binary_cross_entropy_with_logits(
+                logits, batch, reduction="sum") / batch.shape[0]
+            kl = -0.5 * torch.sum(1 + log_variance - mean**2 - log_variance.exp()) / batch.shape[0]
+            loss = reconstruction + settings.beta * kl
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * batch.shape[0]
+        schedule.step()
+        history.append(total / data.shape[0])
+    model.eval()
+    return model, history
+
+
+def calibrate_threshold(model: PhaseVAE, images: npt.ArrayLike) -> float:
+    """The cut of the probability maps at which the reconstructions of the training images
+    (posterior means decoded) have the training images' mean volume fraction.
+
+    A decoder's probabilities are blurred at phase boundaries, so cutting at 0.5 shrinks the
+    minority phase; the cut is fixed once on the training data, never on generated samples.
+    """
+    data = torch.as_tensor(check_two_phase(images), dtype=torch.float32)
+    with torch.no_grad():
+        mean = model.mean(model.encoder(data[:, None]))
+        probability = model.decoder(mean)
+    return float(torch.quantile(probability.flatten(), 1.0 - float(data.mean())))
+
+
+def sample_images(decoder: torch.nn.Module, count: int, *, threshold: float = 0.5,
+                  seed: int = 0) -> np.ndarray:
+    """``count`` images ``(count, N, N)`` decoded from standard-normal latent vectors and cut at
+    ``threshold``; ``decoder`` is a :class:`PhaseDecoder` or its deployed TorchScript copy."""
+    if count < 1 or not 0.0 < threshold < 1.0:
+        raise ConfigError(f"need count >= 1 and 0 < threshold < 1, got {count!r}, {threshold!r}")
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(count, int(decoder.latent_size), generator=generator)
+    with torch.no_grad():
+        probability = decoder(z)
+    return (probability > threshold).numpy().astype(np.int8)
