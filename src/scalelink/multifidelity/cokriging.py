@@ -28,11 +28,35 @@ Prediction at ``x`` with ``f = (μ_L(x), 1)``, ``k = k_δ(x, X_H)``, ``u = f −
 (the last term is the universal-kriging share of the uncertainty in ``ρ`` and ``β``). The
 variance includes the fitted nugget, so intervals are those of a new high-fidelity run.
 
+The discrepancy's kernel is a Matérn-3/2 (the response's own GPs use Matérn-5/2): a cheap
+model's error is often rougher than the response (it grows where the cheap model's assumptions
+break, e.g. fibres about to touch), and the once-differentiable kernel lets the variance grow
+faster away from the runs. Its length scales are at most ``longest_length_scale`` (inputs
+scaled to [0, 1]; default 3). With a handful of runs the likelihood cannot tell a length scale
+beyond their spacing from an infinite one and often takes the longest allowed, which claims the
+discrepancy known far from every run; a bound of about half the box (0.5) keeps the intervals
+honest there, but also bends a discrepancy that is truly a smooth trend into ``ρ`` (on the
+Forrester pair, whose discrepancy is linear, ``ρ̂`` falls from 1.94 to 1.65).
+
 With a handful of high runs the maximum-likelihood kernel is often overconfident (a length
 scale at its bound, a vanishing nugget), so by default the discrepancy's variance is rescaled by
 the cross-validation estimate of the variance parameter (Bachoc 2013): the mean squared
-standardised leave-one-out residual, ``(1/n) Σ α_i² / (K⁻¹)_ii``, which is 1 when the
-likelihood's variance describes the runs' own scatter about the other runs.
+standardised leave-one-out residual, which is 1 when the likelihood's variance describes the
+runs' own scatter about the other runs. The leave-one-out prediction re-estimates ``ρ`` and
+``β`` without the run left out (Dubrule 1983), so its residual and variance come from the
+projected precision ``Q = K⁻¹ − K⁻¹F (Fᵀ K⁻¹ F)⁻¹ Fᵀ K⁻¹`` (``α = Q y_H``)::
+
+    e_i = α_i / Q_ii,   var e_i = 1 / Q_ii,   scale = (1/n) Σ α_i² / Q_ii
+
+With the fixed-``(ρ, β)`` diagonal ``(K⁻¹)_ii`` instead, ``Q_ii ≤ (K⁻¹)_ii`` makes the
+residuals look smaller than they are, most with few runs.
+
+A variance scale estimated from ``n`` runs, two of whose degrees of freedom went into ``ρ`` and
+``β``, makes the discrepancy's predictive a Student-t with ``ν = n − 2`` degrees of freedom
+rather than a Gaussian. The low fidelity's GP share stays Gaussian; the sum is given the
+Welch–Satterthwaite degrees of freedom ``ν (s_L² + s_δ²)² / s_δ⁴`` (``s_L²`` the low share,
+``s_δ²`` the discrepancy's), so that :meth:`FusedPrediction.interval` uses Gaussian quantiles
+where the low fidelity's uncertainty dominates and those of ``t_{n−2}`` where the discrepancy's does.
 """
 
 from __future__ import annotations
@@ -54,6 +78,8 @@ from scalelink.bridge.errors import ConfigError, DataError
 __all__ = ["AR1CoKriging", "FusedPrediction", "fit_gaussian_process", "check_samples"]
 
 LowModel = Callable[[np.ndarray], npt.ArrayLike]
+
+DISCREPANCY_NU = 1.5  # the discrepancy's Matérn smoothness (module docstring)
 
 
 def check_samples(x: npt.ArrayLike, y: npt.ArrayLike, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -99,11 +125,12 @@ def _negative_profile_likelihood(
     return float(value), gradient
 
 
-def _kernel(dim: int, scale: float) -> Kernel:
-    """Amplitude × Matérn-5/2 (one length scale per input, inputs scaled to [0, 1]) + nugget."""
+def _kernel(dim: int, scale: float, *, nu: float = 2.5, longest: float = 3.0) -> Kernel:
+    """Amplitude × Matérn-``nu`` (one length scale per input, at most ``longest``, inputs scaled
+    to [0, 1]) + nugget."""
     return (
         ConstantKernel(scale, (1e-6 * scale, 1e4 * scale))
-        * Matern(length_scale=np.full(dim, 0.3), length_scale_bounds=(1e-2, 3.0), nu=2.5)
+        * Matern(length_scale=np.full(dim, 0.3), length_scale_bounds=(1e-2, longest), nu=nu)
         + WhiteKernel(1e-6 * scale, (1e-12 * scale, 1e-1 * scale))
     )
 
@@ -134,19 +161,27 @@ class FusedPrediction:
     Attributes:
         mean: ``(n,)`` predictive mean of the high fidelity.
         std: ``(n,)`` predictive standard deviation (same unit as the outputs).
+        degrees_of_freedom: ``(n,)`` of the Student-t whose quantiles :meth:`interval` uses
+            (``inf``: Gaussian); see the module docstring.
     """
 
     mean: np.ndarray
     std: np.ndarray
+    degrees_of_freedom: np.ndarray | None = None
 
     def interval(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-        """Lower and upper bounds of the central Gaussian interval of probability ``level``."""
-        from scipy.stats import norm
+        """Lower and upper bounds of the central interval of probability ``level``: ``mean ± q std``
+        with ``q`` the Student-t quantile of :attr:`degrees_of_freedom` (Gaussian where infinite)."""
+        from scipy.stats import norm, t
 
         if not 0.0 < level < 1.0:
             raise ConfigError(f"interval level must lie in (0, 1), got {level!r}")
-        z = float(norm.ppf(0.5 + level / 2.0))
-        return self.mean - z * self.std, self.mean + z * self.std
+        p = 0.5 + level / 2.0
+        q = np.full(self.mean.shape, float(norm.ppf(p)))
+        if self.degrees_of_freedom is not None:
+            finite = np.isfinite(self.degrees_of_freedom)
+            q[finite] = t.ppf(p, self.degrees_of_freedom[finite])
+        return self.mean - q * self.std, self.mean + q * self.std
 
 
 class AR1CoKriging:
@@ -155,19 +190,30 @@ class AR1CoKriging:
     Args:
         restarts: extra random starts of each hyperparameter fit.
         seed: seed of the hyperparameter restarts.
-        calibrate: scale the discrepancy's variance by its leave-one-out estimate (module
-            docstring); ``False`` keeps the maximum-likelihood variance.
+        calibrate: scale the discrepancy's variance by its leave-one-out estimate and give
+            it ``n − 2`` degrees of freedom (module docstring); ``False`` keeps the
+            maximum-likelihood variance and Gaussian intervals.
+        longest_length_scale: upper bound of the discrepancy's length scales, inputs scaled to
+            the unit box of the runs (module docstring).
 
     Attributes (after :meth:`fit`):
         rho: the scale factor ``ρ`` between the fidelities.
         beta: the constant offset ``β``.
-        sweeps: alternations made until ``ρ`` settled.
+        variance_factor: the leave-one-out scale of the discrepancy's variance (1 without
+            ``calibrate``).
+        degrees_of_freedom: ``n − 2`` of the discrepancy's Student-t (``inf`` without
+            ``calibrate``).
     """
 
-    def __init__(self, *, restarts: int = 5, seed: int = 0, calibrate: bool = True) -> None:
+    def __init__(
+        self, *, restarts: int = 5, seed: int = 0, calibrate: bool = True, longest_length_scale: float = 3.0
+    ) -> None:
         if restarts < 0:
             raise ConfigError(f"need restarts >= 0, got {restarts!r}")
+        if not (np.isfinite(longest_length_scale) and longest_length_scale > 0.01):
+            raise ConfigError(f"longest_length_scale must be a number above 0.01, got {longest_length_scale!r}")
         self.restarts, self.seed, self.calibrate = int(restarts), int(seed), bool(calibrate)
+        self.longest_length_scale = float(longest_length_scale)
         self._fitted = False
 
     # ---- scaling of the inputs to the unit box of the data -------------------------------
@@ -256,7 +302,7 @@ class AR1CoKriging:
             )
         ols = np.linalg.lstsq(regressors, yh, rcond=None)[0]
         scale = float(np.var(yh - regressors @ ols)) or float(np.var(yh)) or 1.0
-        kernel = _kernel(sh.shape[1], scale)
+        kernel = _kernel(sh.shape[1], scale, nu=DISCREPANCY_NU, longest=self.longest_length_scale)
         bounds = kernel.bounds
         rng = np.random.default_rng(self.seed)
         starts = [kernel.theta] + [rng.uniform(bounds[:, 0], bounds[:, 1]) for _ in range(self.restarts)]
@@ -281,9 +327,10 @@ class AR1CoKriging:
         self._points, self._regressors, self._factor = sh, regressors, factor
         self._alpha = scipy.linalg.cho_solve(factor, yh - regressors @ coefficients)
         self._gram_inv = np.linalg.inv(gram)
-        # leave-one-out residuals e_i = α_i / (K⁻¹)_ii with variances 1 / (K⁻¹)_ii
-        precision = np.diag(scipy.linalg.cho_solve(factor, np.eye(yh.size)))
-        self.variance_factor = float(np.mean(self._alpha**2 / precision)) if self.calibrate else 1.0
+        # leave-one-out residuals e_i = α_i / Q_ii with variances 1 / Q_ii, ρ and β refitted (Q: module docstring)
+        projected = scipy.linalg.cho_solve(factor, np.eye(yh.size)) - kf @ self._gram_inv @ kf.T
+        self.variance_factor = float(np.mean(self._alpha**2 / np.diag(projected))) if self.calibrate else 1.0
+        self.degrees_of_freedom = yh.size - 2 if self.calibrate else np.inf
 
     def low(self, x: npt.ArrayLike) -> FusedPrediction:
         """The low fidelity at ``x``: GP mean and standard deviation, or the exact function (std 0)."""
@@ -305,12 +352,18 @@ class AR1CoKriging:
         f = np.column_stack([low.mean, np.ones(s.shape[0])])
         u = f - solved.T @ self._regressors
         mean = self.rho * low.mean + self.beta + cross @ self._alpha
-        var = self.rho**2 * low.std**2 + self.variance_factor * (
+        var_low = self.rho**2 * low.std**2
+        var_delta = self.variance_factor * np.maximum(
             self.delta_kernel.diag(s)
             - np.einsum("ij,ji->i", cross, solved)
-            + np.einsum("ij,jk,ik->i", u, self._gram_inv, u)
+            + np.einsum("ij,jk,ik->i", u, self._gram_inv, u),
+            0.0,
         )
-        return FusedPrediction(mean, np.sqrt(np.maximum(var, 0.0)))
+        var = var_low + var_delta
+        # Welch–Satterthwaite: t_ν discrepancy plus Gaussian low share (module docstring)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dof = np.where(var_delta > 0.0, self.degrees_of_freedom * var**2 / var_delta**2, np.inf)
+        return FusedPrediction(mean, np.sqrt(var), dof)
 
     def _require_fit(self) -> None:
         if not self._fitted:
