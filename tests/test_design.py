@@ -65,6 +65,35 @@ def test_branin_minimum_within_one_percent_in_30_evaluations(tmp_path) -> None:
     assert (tmp_path / "c.png").stat().st_size > 0
 
 
+def _optimizer_after(observed: int, **kwargs):
+    from scalelink.design.optimizer import BatchOptimizer, Observation
+    from scalelink.design.space import DesignSpace
+
+    optimizer = BatchOptimizer(DesignSpace({"x": (0.0, 2.0)}, []), seed=4, **kwargs)
+    for x in np.linspace(0.05, 1.95, observed):
+        optimizer.tell(Observation(np.array([x]), float(np.sin(3.0 * x) + 0.3 * x)))
+    return optimizer
+
+
+def test_exploitation_only_in_the_last_share_of_the_budget() -> None:
+    from scalelink.design.optimizer import _Posterior
+
+    # budget 10, a third exploited: from the 8th design on (10 − round(3.33) = 7 observed)
+    before = _optimizer_after(6, budget=10, exploit=1 / 3).propose(1, np.random.default_rng(0))
+    plain = _optimizer_after(6).propose(1, np.random.default_rng(0))
+    np.testing.assert_array_equal(before, plain)
+    optimizer = _optimizer_after(7, budget=10, exploit=1 / 3)
+    proposal = optimizer.propose(1, np.random.default_rng(0))[0, 0]
+    # reference: the minimiser of the same posterior mean on a fine grid
+    done = optimizer.observations
+    posterior = _Posterior.fit(np.array([o.x / 2.0 for o in done]), np.array([o.objective for o in done]),
+                               restarts=optimizer.restarts, seed=optimizer.seed + len(done))
+    grid = np.linspace(0.0, 1.0, 20001)[:, None]
+    assert proposal == pytest.approx(2.0 * grid[np.argmin(posterior.predict(grid)[0]), 0], abs=1e-3)
+    with pytest.raises(ConfigError, match="exploit"):
+        _optimizer_after(3, budget=10, exploit=1.0)
+
+
 def test_output_constraint_and_failed_runs(tmp_path) -> None:
     # min x² + y² subject to x + y ≥ 1 (an output constraint): optimum 0.5 at (0.5, 0.5);
     # runs with x > 0.8 fail and are left out
@@ -104,6 +133,7 @@ def test_every_run_failing_stops_with_the_models_message(tmp_path) -> None:
         ({"budgett": 3}, ConfigError, "unknown keys"),
         ({"variables": {"x1": [1.0, 0.0]}}, ConfigError, "lower < upper"),
         ({"goal": "smallest"}, ConfigError, "minimize"),
+        ({"exploit": 1.5}, ConfigError, r"exploit.*\[0, 1\)"),
         ({"constraints": ["x1 == 2"]}, ConfigError, "LEFT <= RIGHT"),
         ({"objective": "__import__('os')"}, ConfigError, "may use numbers"),
         ({"objective": "stiffness"}, ConfigError, "does not return"),

@@ -18,6 +18,7 @@ Example (the lightest fibre composite whose transverse stiffness reaches 8 GPa):
     budget: 40                       # evaluations in all (failed ones count)
     initial: 8                       # space-filling first evaluations
     batch_size: 0                    # designs per batch; 0: one per MPI rank
+    exploit: 0.33                    # last share of the budget: first design of a batch minimises the GP mean
     seed: 0
     state: design_state.json         # resume file, written after every batch
     plot: design_convergence.png
@@ -57,6 +58,7 @@ class DesignConfig:
     plot: str | None = "design_convergence.png"
     candidates: int = 2000
     restarts: int = 2
+    exploit: float = 1.0 / 3.0
 
     def __post_init__(self) -> None:
         if self.goal not in ("minimize", "maximize"):
@@ -67,6 +69,8 @@ class DesignConfig:
         for name in ("initial", "batch_size", "restarts"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name}: expected an integer >= 0, got {getattr(self, name)!r}")
+        if isinstance(self.exploit, bool) or not isinstance(self.exploit, (int, float)) or not 0.0 <= self.exploit < 1.0:
+            raise ConfigError(f"exploit: expected a share of the budget in [0, 1), got {self.exploit!r}")
         if not isinstance(self.model, Mapping) or "kind" not in self.model:
             raise ConfigError(f"model: expected a mapping with a `kind`, got {self.model!r}")
         self.space()  # bounds and variable constraints checked now

@@ -19,6 +19,17 @@ meet the variable constraints, the best few polished with L-BFGS-B.
 A batch of ``q`` points (one per MPI rank) is built with the *kriging believer*: after each
 choice the GPs are conditioned, with their hyperparameters frozen, on their own mean at that
 point, which collapses the variance there and pushes the next choice elsewhere.
+
+Expected improvement keeps weighing every basin that might still hold a better value, and so
+refines the best one slowly: on Branin, whose three minima are equally deep, it reached 1 % of
+the minimum after 28 of 30 evaluations (median of 10 seeds). In the last ``exploit`` share of
+the budget the first design of every batch is instead the minimiser of the objective's
+posterior mean, softly kept feasible::
+
+    a_exploit(x) = −(μ_f(x) − f*) / s_f + Σ_i log P(g_i(x) ≤ 0)
+
+(``s_f`` the spread of the observed objective values); the rest of a batch stays with expected
+improvement. Before that share begins the proposals are those of expected improvement alone.
 """
 
 from __future__ import annotations
@@ -59,14 +70,21 @@ class BatchOptimizer:
         seed: seed of the initial design, the candidates and the GP restarts.
         restarts: extra starts of each GP hyperparameter fit.
         candidates: Latin-hypercube candidates per proposal.
+        budget: evaluations in all; with ``exploit``, when the exploitation begins.
+        exploit: share of ``budget``, at its end, in which the first design of a batch minimises
+            the posterior mean (module docstring); 0 or no ``budget``: expected improvement
+            throughout.
     """
 
     def __init__(
         self, space: DesignSpace, *, num_constraints: int = 0, seed: int = 0, restarts: int = 2,
-        candidates: int = 2000,
+        candidates: int = 2000, budget: int | None = None, exploit: float = 0.0,
     ) -> None:
+        if not 0.0 <= exploit < 1.0:
+            raise ConfigError(f"exploit: expected a share of the budget in [0, 1), got {exploit!r}")
         self.space, self.num_constraints = space, int(num_constraints)
         self.seed, self.restarts, self.candidates = int(seed), int(restarts), int(candidates)
+        self.exploit_from = None if budget is None or exploit == 0.0 else int(budget) - round(exploit * budget)
         self.observations: list[Observation] = []
 
     def tell(self, observation: Observation) -> None:
@@ -105,20 +123,27 @@ class BatchOptimizer:
         best = self.best()
         incumbent = None if best is None else best.objective
         taken = self.space.to_unit(np.array([o.x for o in self.observations]))
+        exploiting = (incumbent is not None and self.exploit_from is not None
+                      and len(self.observations) >= self.exploit_from)
         batch: list[np.ndarray] = []
-        for _ in range(count):
-            point = self._maximise(gps, incumbent, taken, rng)
+        for k in range(count):
+            point = self._maximise(gps, incumbent, taken, rng, exploit=exploiting and k == 0)
             batch.append(point)
             taken = np.vstack([taken, point])
             gps = [gp.believe(point) for gp in gps]
         return self.space.from_unit(np.array(batch))
 
-    def acquisition(self, gps: list[_Posterior], incumbent: float | None, u: np.ndarray) -> np.ndarray:
-        """Log of the constrained EI (or of the probability of feasibility) at unit points ``u``."""
+    def acquisition(
+        self, gps: list[_Posterior], incumbent: float | None, u: np.ndarray, *, exploit: bool = False
+    ) -> np.ndarray:
+        """Log of the constrained EI (or of the probability of feasibility) at unit points ``u``;
+        with ``exploit``, the exploitation score of the module docstring."""
         log_a = np.zeros(u.shape[0])
         for gp in gps[1:]:
             mean, std = gp.predict(u)
             log_a += norm.logcdf(-mean / np.maximum(std, 1e-12))
+        if exploit and incumbent is not None:
+            return log_a - (gps[0].predict(u)[0] - incumbent) / gps[0].scale
         if incumbent is not None:
             mean, std = gps[0].predict(u)
             std = np.maximum(std, 1e-12)
@@ -130,7 +155,8 @@ class BatchOptimizer:
         return log_a
 
     def _maximise(
-        self, gps: list[_Posterior], incumbent: float | None, taken: np.ndarray, rng: np.random.Generator
+        self, gps: list[_Posterior], incumbent: float | None, taken: np.ndarray, rng: np.random.Generator,
+        *, exploit: bool = False,
     ) -> np.ndarray:
         space = self.space
         draw = qmc.LatinHypercube(d=space.dim, rng=rng).random(self.candidates)
@@ -140,11 +166,11 @@ class BatchOptimizer:
         # no point twice: a candidate on top of an evaluated (or failed) one is dropped
         spacing = np.min(np.linalg.norm(draw[:, None, :] - taken[None, :, :], axis=2), axis=1)
         draw = draw[spacing > 1e-6] if np.any(spacing > 1e-6) else draw
-        values = self.acquisition(gps, incumbent, draw)
+        values = self.acquisition(gps, incumbent, draw, exploit=exploit)
         best_u, best_value = draw[np.argmax(values)], values.max()
         for start in draw[np.argsort(values)[-5:]]:
             result = scipy.optimize.minimize(
-                lambda v: -self.acquisition(gps, incumbent, v[None, :])[0], start, method="L-BFGS-B",
+                lambda v: -self.acquisition(gps, incumbent, v[None, :], exploit=exploit)[0], start, method="L-BFGS-B",
                 bounds=[(0.0, 1.0)] * space.dim, options={"maxiter": 50},
             )
             point = np.clip(result.x, 0.0, 1.0)

@@ -75,7 +75,8 @@ class _Study:
         self.constraints = config.output_constraints()
         self.sign = 1.0 if config.goal == "minimize" else -1.0
         self.optimizer = BatchOptimizer(self.space, num_constraints=len(self.constraints), seed=config.seed,
-                                        restarts=config.restarts, candidates=config.candidates)
+                                        restarts=config.restarts, candidates=config.candidates,
+                                        budget=config.budget, exploit=float(config.exploit))
         self.outputs: list[dict[str, float] | None] = []
         self.rng = np.random.default_rng(config.seed)
         self.pending: list[list[float]] = []
