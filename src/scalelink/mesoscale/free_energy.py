@@ -35,6 +35,7 @@ __all__ = [
     "BOLTZMANN_EV",
     "DoubleWell",
     "RedlichKister",
+    "RedlichKisterFit",
     "common_tangent",
     "fit_redlich_kister",
 ]

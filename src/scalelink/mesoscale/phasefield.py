@@ -121,8 +121,9 @@ class CahnHilliard:
         self.history = _History()
 
     def set_concentration(self, values: Callable[[np.ndarray], np.ndarray]) -> None:
-        """Interpolate the initial concentration ``values(x)`` (``x``: ``(3, n)`` → ``(n,)``) and
-        set ``μ`` consistently is left to the first step (it is an algebraic unknown)."""
+        """Interpolate the initial concentration ``values(x)`` (``x``: ``(3, n)`` → ``(n,)``).
+
+        ``μ`` needs no initial value: it is an algebraic unknown of the first step."""
         self.u.sub(0).interpolate(values)
         self.u.x.scatter_forward()
         self.u_old.x.array[:] = self.u.x.array
