@@ -5,9 +5,12 @@ both directions; index ``[i, j]`` is the pixel at ``x = (i + ½)/N``, ``y = (j +
 unit cell.
 
 The statistical generator thresholds a Gaussian random field: white noise filtered in Fourier
-space by ``exp(−|k|² ℓ² / 2)`` (periodic by construction, correlation length ``ℓ`` in pixels)
-and cut at the quantile that gives each image the target volume fraction of phase 1 (exact to
-one pixel). porespy's ``blobs`` is the same construction; it is written out here because
+space by ``exp(−|k|² ℓ² / 2)`` (periodic by construction, correlation length ``ℓ`` in pixels),
+its cell mean removed and scaled to unit variance, cut at the level ``Φ⁻¹(1 − φ)`` of the
+standard normal: the expected volume fraction of phase 1 is ``φ``, and each image's fraction
+scatters about it as a finite sample of the medium does (or, with ``exact_fraction``, each image
+is cut at its own quantile). porespy's ``blobs`` is the same construction; it is written out
+here because
 porespy would bring vtk, pyvista, numba and dask into the environment for these few lines and
 its filter is not periodic by default, which an RVE needs.
 """
@@ -34,6 +37,7 @@ def gaussian_random_field_images(
     volume_fraction: float,
     correlation_length: float,
     seed: int | None = None,
+    exact_fraction: bool = False,
 ) -> np.ndarray:
     """Periodic two-phase images from thresholded Gaussian random fields.
 
@@ -43,6 +47,8 @@ def gaussian_random_field_images(
         volume_fraction: fraction of pixels in phase 1, in (0, 1).
         correlation_length: ``ℓ`` of the Gaussian filter in pixels (> 0, < N/2).
         seed: random seed.
+        exact_fraction: cut every image at its own quantile, so that each has the volume
+            fraction to one pixel (default: one level for all, the fraction scatters).
 
     Returns:
         ``(count, N, N)`` ``int8`` images of tags 0 and 1.
@@ -57,12 +63,24 @@ def gaussian_random_field_images(
     rng = np.random.default_rng(seed)
     k = 2.0 * np.pi * np.fft.fftfreq(size)
     kr = 2.0 * np.pi * np.fft.rfftfreq(size)
-    k2 = k[:, None] ** 2 + kr[None, :] ** 2
-    filtered = np.fft.irfft2(np.fft.rfft2(rng.standard_normal((count, size, size)))
-                             * np.exp(-0.5 * k2 * correlation_length**2), s=(size, size))
+    gain = np.exp(-0.5 * (k[:, None] ** 2 + kr[None, :] ** 2) * correlation_length**2)
+    gain[0, 0] = 0.0
+    full = np.exp(-0.5 * (k[:, None] ** 2 + k[None, :] ** 2) * correlation_length**2)
+    std = np.sqrt((full**2).sum() - 1.0) / size  # pixel standard deviation of the field
+    filtered = np.fft.irfft2(np.fft.rfft2(rng.standard_normal((count, size, size))) * gain,
+                             s=(size, size)) / std
     flat = filtered.reshape(count, -1)
-    cut = np.quantile(flat, 1.0 - volume_fraction, axis=1)
-    return (flat > cut[:, None]).reshape(count, size, size).astype(np.int8)
+    if exact_fraction:
+        cut = np.quantile(flat, 1.0 - volume_fraction, axis=1)[:, None]
+    else:
+        cut = np.full((count, 1), _normal_quantile(1.0 - volume_fraction))
+    return (flat > cut).reshape(count, size, size).astype(np.int8)
+
+
+def _normal_quantile(p: float) -> float:
+    from scipy.special import ndtri
+
+    return float(ndtri(p))
 
 
 def check_two_phase(images: npt.ArrayLike) -> np.ndarray:
