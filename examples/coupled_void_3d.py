@@ -35,6 +35,7 @@ import mpi4py.MPI as MPI
 import dolfinx.fem.petsc  # noqa: F401
 import numpy as np
 
+from scalelink.bridge.errors import ConfigError
 from scalelink.coupling.atomistic3d import AtomisticRegion3D
 from scalelink.coupling.cauchy_born import EV_PER_A3_IN_GPA, Potential, crystal_constants
 from scalelink.coupling.continuum3d import ContinuumRegion3D, affine_field
@@ -96,6 +97,11 @@ def main(args: argparse.Namespace) -> dict[str, float]:
                                 pad_width=potential.reach + 0.1, hole_half_width=args.hole_half_width,
                                 mesh_size=args.mesh_size, growth=args.growth)
     validate_geometry_3d(geometry, lattice, potential.reach)
+    window = args.void_radius + 3.0 * a
+    if window >= args.free_half_width:
+        raise ConfigError(f"the atoms compared (within {window:.2f} Å of the centre: three lattice constants of the "
+                          f"void) reach beyond the free atoms (|X|∞ < {args.free_half_width} Å); enlarge "
+                          "--free-half-width")
 
     # 3. The coupled solve: FE ranks build the continuum, MD ranks the atoms.
     continuum = atoms = None
@@ -107,7 +113,6 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     result = solve_coupled_3d(link, geometry, lattice, continuum=continuum, atoms=atoms, tol=1e-6)
     coupled_atoms = link.world.allreduce(atoms.num_atoms if atoms is not None and link.comm.rank == 0 else 0)
     fe_nodes = link.world.allreduce(continuum.V.dofmap.index_map.size_local if continuum is not None else 0)
-    window = args.void_radius + 3.0 * a
     coupled = near_void(link.comm, atoms, window) if atoms is not None else None
     coupled = link.world.bcast(coupled, root=link.md_root)
     if atoms is not None:
@@ -145,8 +150,8 @@ def main(args: argparse.Namespace) -> dict[str, float]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--half-width", type=float, default=40.0, help="FE cube half-width L, Å")
-    parser.add_argument("--free-half-width", type=float, default=12.0, help="free-atom cube half-width R_a, Å")
-    parser.add_argument("--hole-half-width", type=float, default=6.0, help="FE hole half-width R_h, Å")
+    parser.add_argument("--free-half-width", type=float, default=15.0, help="free-atom cube half-width R_a, Å")
+    parser.add_argument("--hole-half-width", type=float, default=8.5, help="FE hole half-width R_h, Å")
     parser.add_argument("--void-radius", type=float, default=3.7, help="sites closer to the origin are removed, Å")
     parser.add_argument("--mesh-size", type=float, default=1.8, help="element size over the atoms, Å")
     parser.add_argument("--growth", type=float, default=1.25, help="element size ratio outside them")

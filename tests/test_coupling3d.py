@@ -177,12 +177,12 @@ def test_patch_test_scalelink_potential(tmp_path: Path, ranks: int, model_files:
 @pytest.mark.slow
 def test_coupled_void_3d_example_against_a_fully_atomistic_run(tmp_path: Path) -> None:
     out = tmp_path / "void.json"
-    _mpirun(2, str(ROOT / "examples" / "coupled_void_3d.py"), "--half-width", "24", "--free-half-width", "10.6",
-            "--hole-half-width", "5.0", "--void-radius", "2.6", "--growth", "1.3", "--json", str(out), cwd=tmp_path)
+    _mpirun(2, str(ROOT / "examples" / "coupled_void_3d.py"), "--half-width", "28", "--free-half-width", "13.6",
+            "--hole-half-width", "7.5", "--void-radius", "2.6", "--growth", "1.3", "--json", str(out), cwd=tmp_path)
     r = json.loads(out.read_text())
     assert r["converged"] and r["void_sites"] == 13 and r["atoms_compared"] > 500
     assert r["full_atoms"] > 4 * r["coupled_atoms"] / 2  # the reference really is the whole cube
     # near the void the coupled field is closer to the fully atomistic one than the atomistic
     # region alone with its pad held at the far field, and small beside the displacements
-    assert r["coupled_max"] < r["alone_max"]
-    assert r["coupled_max"] < 0.1 * r["max_reference_displacement"]
+    assert r["coupled_max"] < 0.5 * r["alone_max"]
+    assert r["coupled_max"] < 0.03 * r["max_reference_displacement"]
