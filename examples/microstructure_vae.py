@@ -18,7 +18,7 @@ Kolmogorov–Smirnov, bound p > 0.05).
 Run::
 
     python examples/microstructure_vae.py            # 512 images, 60 epochs
-    python examples/microstructure_vae.py --quick    # 192 images, 15 epochs, for the tests
+    python examples/microstructure_vae.py --quick    # 256 images, 20 epochs, for the tests
 """
 
 from __future__ import annotations
@@ -59,11 +59,11 @@ def modulus(images: np.ndarray) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="192 images, 15 epochs")
+    parser.add_argument("--quick", action="store_true", help="256 images, 20 epochs")
     parser.add_argument("--out", type=Path, default=None, help="folder for the decoder file")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    count, epochs = (192, 15) if args.quick else (512, 60)
+    count, epochs = (256, 20) if args.quick else (512, 60)
 
     training = gaussian_random_field_images(count, 32, volume_fraction=0.4,
                                             correlation_length=2.5, seed=1)

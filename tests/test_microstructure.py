@@ -145,6 +145,7 @@ def run_example(name: str, *args: str) -> str:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_vae_example_quick() -> None:
     """The example end to end on a short training (its acceptance run is the full one, see
     benchmarks/RESULTS.md): a deployed decoder whose samples are two-phase, near the training
