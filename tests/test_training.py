@@ -244,3 +244,31 @@ def test_learned_stress_offset_absorbs_a_pulay_shift_of_the_labels(reference_dat
     # without the offset the shifted pressures pull its energies away
     assert errors["shifted"][0] == pytest.approx(errors["plain"][0], rel=0.1)
     assert errors["shifted"][0] < errors["shifted_fixed"][0]
+
+
+def test_final_stage_weighs_energies_more_from_the_best_network(reference_data: str, tmp_path: Path) -> None:
+    from scalelink.training import load_config, train
+
+    config = load_config(
+        None, data=[reference_data], species=["Cu", "Ni"], cutoff=4.0, epochs=10, out=str(tmp_path / "run"), seed=4,
+        architecture="gnn", model={"num_layers": 2, "features": 8, "num_basis": 4},
+        final_stage=0.3, final_energy_factor=50.0, final_learning_rate=1e-3,
+    )
+    train(config, progress=False)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())["history"]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [h["stage"] for h in history] == ["main"] * 7 + ["final"] * 3
+    assert metrics["final_stage_from_epoch"] == 7
+    assert [h["lr"] for h in history[7:]] == [1e-3] * 3
+    weights = config.loss
+    for h in history:
+        energy_weight = weights.energy * (50.0 if h["stage"] == "final" else 1.0)
+        expected = (energy_weight * (1e-3 * h["energy_mae_meV_per_atom"]) ** 2
+                    + weights.forces * (1e-3 * h["force_mae_meV_per_A"]) ** 2
+                    + weights.stress * (h["stress_rmse_GPa"] / 160.21766208) ** 2)
+        assert h["val_loss"] == pytest.approx(expected, rel=1e-6)
+    # the deployed network is the best of the final stage
+    best = torch.load(tmp_path / "run" / "checkpoint_best.pt", weights_only=False)
+    assert best["epoch"] >= 8 and best["final_from"] == 7
+    with pytest.raises(ConfigError, match="final_stage must be in \\[0, 1\\), got 1.5"):
+        load_config(None, data=[reference_data], final_stage=1.5)

@@ -12,6 +12,7 @@ continued or replaced only when asked (:mod:`scalelink.training.run_folder`).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -284,6 +285,7 @@ class _Run:
         self.history: list[dict[str, float]] = []
         self.best, self.best_epoch, self.first_epoch, self.spent_before = float("inf"), 0, 1, 0.0
         self.plateau_rate, self.last_reduction = config.learning_rate, 0
+        self.final_from = 0  # the epoch after which the final stage began; 0: not begun
         if resume:
             self._restore()
         split = {k: getattr(self.split, k).tolist() for k in ("train", "validation", "test")}
@@ -349,8 +351,17 @@ class _Run:
         self.history, self.best, self.best_epoch = state["history"], state["best"], state["best_epoch"]
         self.plateau_rate = float(state.get("plateau_rate", self.config.learning_rate))
         self.last_reduction = int(state.get("last_reduction", 0))
+        self.final_from = int(state.get("final_from", 0))
         self.first_epoch = state["epoch"] + 1
         tqdm.write(f"resuming {self.run_dir} at epoch {self.first_epoch}")
+
+    @property
+    def loss_weights(self) -> LossWeights:
+        """The loss weights of the current stage (the final stage weighs energies more)."""
+        weights = self.config.loss
+        if self.final_from:
+            weights = dataclasses.replace(weights, energy=weights.energy * self.config.final_energy_factor)
+        return weights
 
     def offset_value(self) -> float:
         """The trained isotropic offset of the stress labels (eV/Å³; 0 without one)."""
@@ -381,13 +392,14 @@ class _Run:
             "best_epoch": self.best_epoch,
             "plateau_rate": self.plateau_rate,
             "last_reduction": self.last_reduction,
+            "final_from": self.final_from,
             "noise_state": None if self.noise is None else self.noise.state_dict(),
             "stress_offset_state": None if self.stress_offset is None else self.stress_offset.state_dict(),
         }
 
     def learning_rate(self, epoch_progress: float) -> float:
         config = self.config
-        if config.lr_schedule == "plateau":
+        if config.lr_schedule == "plateau" or self.final_from:
             return self.plateau_rate
         progress = epoch_progress / config.epochs
         if config.time_limit is not None:
@@ -406,7 +418,7 @@ class _Run:
                 group["lr"] = lr
             self.optimizer.zero_grad(set_to_none=True)
             if self.noise is None:
-                loss = _loss(model, batch, config.loss, create_graph=True, stress_offset=self.stress_offset)
+                loss = _loss(model, batch, self.loss_weights, create_graph=True, stress_offset=self.stress_offset)
             else:
                 loss = source_nll(model, batch, self.noise, config.loss.stress, create_graph=True,
                                   stress_offset=self.stress_offset)
@@ -423,16 +435,17 @@ class _Run:
     def validate(self, epoch: int, train_loss: float, lr: float) -> ErrorMetrics:
         """Score the averaged network on the validation set, record the epoch, keep the best
         checkpoint, reduce the rate on a plateau and write the last checkpoint and history."""
-        config = self.config
+        config, weights = self.config, self.loss_weights
         self.model.eval()
         val = error_metrics(collect(self.average.network, self.val_loader, self.species, self.offset_value()))
         # mean absolute errors, the measure of DFT benchmarks: a few high-temperature frames
         # dominate the root mean squares, which can rise while the model improves on the rest
-        val_loss = config.loss.energy * val.energy_mae**2 + config.loss.forces * val.force_mae**2
+        val_loss = weights.energy * val.energy_mae**2 + weights.forces * val.force_mae**2
         if val.stress_rmse is not None:
-            val_loss += config.loss.stress * val.stress_rmse**2
+            val_loss += weights.stress * val.stress_rmse**2
         check_finite_loss(val_loss, "validation loss", f"at epoch {epoch}", self.run_dir, self.val_graphs)
-        self.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr, **val.as_dict()})
+        self.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
+                             "stage": "final" if self.final_from else "main", **val.as_dict()})
         if val_loss < self.best:
             self.best, self.best_epoch = val_loss, epoch
             save_checkpoint(os.path.join(self.run_dir, "checkpoint_best.pt"), self.checkpoint(epoch))
@@ -444,8 +457,12 @@ class _Run:
         return val
 
     def should_stop(self, epoch: int) -> bool:
-        """Early stopping on the validation loss, or the time limit."""
+        """Early stopping on the validation loss, or the time limit; the main stage's end
+        (its share of the budget spent, or its patience) begins the final stage instead."""
         config = self.config
+        if self.final_stage_due(epoch):
+            self.begin_final_stage(epoch)
+            return False
         if epoch - self.best_epoch >= config.patience:
             tqdm.write(f"early stop at epoch {epoch}: no validation improvement for {config.patience} epochs")
             return True
@@ -453,6 +470,36 @@ class _Run:
             tqdm.write(f"time limit of {config.time_limit:.0f} s reached at epoch {epoch}")
             return True
         return False
+
+    def final_stage_due(self, epoch: int) -> bool:
+        config = self.config
+        if self.final_from or config.final_stage <= 0.0 or self.noise is not None or epoch >= config.epochs:
+            return False
+        main_share = 1.0 - config.final_stage
+        if config.time_limit is not None and self.seconds() >= main_share * config.time_limit:
+            return True
+        return epoch >= main_share * config.epochs or epoch - self.best_epoch >= config.patience
+
+    def begin_final_stage(self, epoch: int) -> None:
+        """Continue from the best network so far, its energies weighted
+        ``final_energy_factor`` times more, at ``final_learning_rate``, with a fresh optimiser
+        and a fresh record of the best validation loss (whose measure changes with the weights)."""
+        config = self.config
+        state = load_state(os.path.join(self.run_dir, "checkpoint_best.pt"))
+        self.average.network.load_state_dict(state["model_state"])
+        self.model.load_state_dict(state.get("training_state") or state["model_state"])
+        if self.stress_offset is not None and state.get("stress_offset_state") is not None:
+            self.stress_offset.load_state_dict(state["stress_offset_state"])
+        if self.noise is not None:
+            self.noise.load_state_dict(state["noise_state"])
+        rate = config.final_learning_rate or config.learning_rate / 20.0
+        self.optimizer = _optimizer([*self.model.parameters(), *self.extra_parameters], config)
+        self.plateau_rate, self.last_reduction = rate, epoch
+        self.final_from, self.best, self.best_epoch = epoch, float("inf"), epoch
+        save_checkpoint(self.last_path, self.checkpoint(epoch))  # a resume continues in the final stage
+        tqdm.write(f"final stage from epoch {epoch + 1} ({self.seconds():.0f} s): energies weighted "
+                   f"{config.final_energy_factor:g} times more, learning rate {rate:.2g}, from the best network "
+                   f"(epoch {state['epoch']})")
 
     def finish(self, epoch: int) -> TrainResult:
         """Refit the best network's energy zero on the training set, score it on the validation
@@ -479,6 +526,7 @@ class _Run:
         val_metrics = error_metrics(val_collected)
         test_metrics = None
         report: dict[str, object] = {"species": species, "best_epoch": self.best_epoch, "epochs_run": epoch,
+                                     "final_stage_from_epoch": self.final_from or None,
                                      "validation": val_metrics.as_dict()}
         if noise is not None:
             report["source_noise"] = noise.as_dict()
