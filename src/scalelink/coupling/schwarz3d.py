@@ -20,7 +20,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from scalelink.bridge.errors import ConfigError
+from scalelink.bridge.errors import ConfigError, ScaleLinkError
 
 from .atomistic3d import AtomisticRegion3D
 from .continuum3d import ContinuumRegion3D
@@ -49,7 +49,8 @@ def validate_geometry_3d(geometry: CouplingGeometry, lattice: FccLattice, pad_re
 
 def solve_coupled_3d(link: CouplingLink, geometry: CouplingGeometry, lattice: FccLattice, *,
                      continuum: ContinuumRegion3D | None, atoms: AtomisticRegion3D | None,
-                     tol: float = 1e-7, max_iterations: int = 100, relaxation: float | None = None) -> CouplingResult:
+                     tol: float = 1e-7, max_iterations: int = 100, relaxation: float | None = None,
+                     relax_iterations: int = 20000) -> CouplingResult:
     """Alternating Schwarz iterations between the FE ranks and the MD ranks (3D).
 
     The hole-edge values start as the fits of the atoms' displacements as they are. Each
@@ -68,9 +69,14 @@ def solve_coupled_3d(link: CouplingLink, geometry: CouplingGeometry, lattice: Fc
             less than this, Å.
         max_iterations: Schwarz iterations at most.
         relaxation: fixed factor in ``(0, 1]`` for the hole-edge values, or ``None`` for Aitken's.
+        relax_iterations: minimiser iterations at most per relaxation of the atoms.
 
     Returns:
         The :class:`~scalelink.coupling.quasistatic.CouplingResult` (the same on every rank).
+
+    Raises:
+        ScaleLinkError: (on every rank of both groups) a relaxation failed on the MD ranks (its
+            tolerance not reached, or LAMMPS stopped, e.g. with atoms lost from the region).
     """
     if (continuum is None) == link.is_fe or (atoms is None) == link.is_md:
         raise ConfigError(
@@ -90,7 +96,7 @@ def solve_coupled_3d(link: CouplingLink, geometry: CouplingGeometry, lattice: Fc
         _send_band(link, atoms, band)
     previous_pad: np.ndarray | None = None
     for _ in range(max_iterations):
-        change = 0.0
+        change, failure = 0.0, ""
         if continuum is not None:
             continuum.solve()
             pad_u = continuum.pad_map.interpolate(continuum.nodal())
@@ -103,9 +109,16 @@ def solve_coupled_3d(link: CouplingLink, geometry: CouplingGeometry, lattice: Fc
         elif atoms is not None:
             pad_ids = atoms.local_ids(prescribed=True)
             atoms.set_displacements(pad_ids, transfer_by_id(link, source="fe", width=3, wanted=pad_ids))
-            result.evaluations += atoms.relax()
+            try:
+                result.evaluations += atoms.relax(relax_iterations)
+            except Exception as err:  # noqa: BLE001  (LAMMPS raises plain exceptions; re-raised on every rank below)
+                failure = f"{type(err).__name__}: {err}"
             _send_band(link, atoms, band)
         change = link.world.allreduce(change, op=MPI.MAX)
+        # a failed relaxation must stop both groups, not leave the FE ranks waiting for the next exchange
+        failures = [f for f in link.world.allgather(failure) if f]
+        if failures:
+            raise ScaleLinkError(f"solve_coupled_3d: the atomistic relaxation failed on an MD rank: {failures[0]}")
         result.increments.append(change)
         if change < tol and len(result.increments) > 1:
             result.converged = True
