@@ -89,7 +89,7 @@ class Potential:
         cutoff = float(header[4].split()[4])
         if mass is None:
             mass = _setfl_mass(path, elements.index(element), header)
-        return cls((f"pair_style eam/alloy", f"pair_coeff * * {path} {element}"), cutoff, 2.0 * cutoff, mass)
+        return cls(("pair_style eam/alloy", f"pair_coeff * * {path} {element}"), cutoff, 2.0 * cutoff, mass)
 
     @classmethod
     def scalelink(cls, path: str, element: str, *, mass: float, extra: str = "") -> Potential:
