@@ -8,7 +8,7 @@ energy ``f(c)`` (any object of :mod:`scalelink.mesoscale.free_energy`):
     \\partial_t c = \\nabla\\cdot(M \\nabla\\mu), \\qquad \\mu = f'(c) - \\kappa\\,\\Delta c ,
 
 with zero flux on the boundary, so that ``∫c`` is conserved. The weak form is solved for
-``(c, μ)`` in P1 × P1 by PETSc SNES (Newton, direct LU); ``f'`` is the symbolic derivative of
+``(c, μ)`` in P1 × P1 by PETSc SNES (Newton, SuperLU_DIST LU); ``f'`` is the symbolic derivative of
 ``f`` in UFL. The time step grows while the largest change of ``c`` per step stays under a
 target and is cut when Newton fails or the change is too large (the step is then repeated).
 Every decision uses numbers reduced over the communicator, so all ranks take the same steps.
@@ -31,6 +31,12 @@ from dolfinx import fem, io, mesh as dmesh
 from scalelink.bridge.errors import ConfigError, NonFiniteError
 
 __all__ = ["CahnHilliard", "TimeStepping"]
+
+
+def _bounded_ln(x: Any) -> Any:
+    """``ln x`` with its argument kept above 1e-12: a Newton iterate that leaves (0, 1) then
+    gets a huge but finite chemical potential (and the step is cut) instead of NaN."""
+    return ufl.ln(ufl.max_value(x, 1e-12))
 
 
 @dataclass(frozen=True)
@@ -102,18 +108,18 @@ class CahnHilliard:
         c_old, _ = ufl.split(self.u_old)
         q, v = ufl.TestFunctions(self.space)
         cv = ufl.variable(c)
-        dfdc = ufl.diff(free_energy.density(cv, ufl.ln), cv)
+        dfdc = ufl.diff(free_energy.density(cv, _bounded_ln), cv)
         k, m = fem.Constant(domain, float(kappa)), fem.Constant(domain, float(mobility))
         residual = ((c - c_old) * q + self._dt * m * ufl.dot(ufl.grad(mu), ufl.grad(q))) * ufl.dx \
             + (mu * v - dfdc * v - k * ufl.dot(ufl.grad(c), ufl.grad(v))) * ufl.dx
         options = {"snes_type": "newtonls", "snes_linesearch_type": "none", "snes_rtol": self.stepping.rtol,
                    "snes_atol": self.stepping.atol, "snes_stol": 0.0, "snes_max_it": 25,
                    "snes_error_if_not_converged": False, "ksp_type": "preonly", "pc_type": "lu",
-                   "pc_factor_mat_solver_type": "mumps"}
+                   "pc_factor_mat_solver_type": "superlu_dist"}
         self._problem = dolfinx.fem.petsc.NonlinearProblem(
             residual, self.u, petsc_options_prefix=petsc_prefix, petsc_options=options)
         self._energy_form = fem.form(
-            (free_energy.density(c, ufl.ln) + 0.5 * k * ufl.dot(ufl.grad(c), ufl.grad(c))) * ufl.dx)
+            (free_energy.density(c, _bounded_ln) + 0.5 * k * ufl.dot(ufl.grad(c), ufl.grad(c))) * ufl.dx)
         self._mass_form = fem.form(c * ufl.dx)
         self.concentration_space, self._c_dofs = self.space.sub(0).collapse()
         self.concentration = fem.Function(self.concentration_space, name="c")
@@ -172,6 +178,8 @@ class CahnHilliard:
             if converged and largest <= s.reject_change:
                 break
             self.history.rejected += 1
+            # a failed LU factorisation can leave per-rank state in the preconditioner: start afresh
+            self._problem.solver.getKSP().reset()
             dt *= 0.5
             if dt < s.dt_min:
                 self.u.x.array[:] = self.u_old.x.array
