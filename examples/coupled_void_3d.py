@@ -36,8 +36,9 @@ import dolfinx.fem.petsc  # noqa: F401
 import numpy as np
 
 from scalelink.bridge.errors import ConfigError
+from scalelink.bridge.units import EV_PER_CUBIC_ANGSTROM_IN_GPA
 from scalelink.coupling.atomistic3d import AtomisticRegion3D
-from scalelink.coupling.cauchy_born import EV_PER_A3_IN_GPA, Potential, crystal_constants
+from scalelink.coupling.cauchy_born import Potential, crystal_constants
 from scalelink.coupling.continuum3d import ContinuumRegion3D, affine_field
 from scalelink.coupling.exchange import idle_barrier, split_world
 from scalelink.coupling.fcc import FccLattice
@@ -136,7 +137,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         return float(np.max(np.linalg.norm(other[1] - reference[1], axis=1)))
 
     return {
-        "lattice_constant": a, "c11_gpa": stiffness[0, 0] * EV_PER_A3_IN_GPA, "void_sites": len(removed),
+        "lattice_constant": a, "c11_gpa": stiffness[0, 0] * EV_PER_CUBIC_ANGSTROM_IN_GPA, "void_sites": len(removed),
         "converged": result.converged, "iterations": len(result.increments),
         "first_increment": result.increments[0], "evaluations": result.evaluations,
         "max_atom_force": result.max_atom_force, "max_fe_residual": result.max_fe_residual,

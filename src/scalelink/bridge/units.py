@@ -13,6 +13,7 @@ from .errors import UnitsError
 
 __all__ = [
     "AMU_IN_MASS_UNIT",
+    "BOLTZMANN_EV_PER_K",
     "EV_PER_CUBIC_ANGSTROM_IN_GPA",
     "LAMMPS_UNIT_STYLES",
     "MVV2E",
@@ -30,6 +31,9 @@ _ANGSTROM_IN_METRE: Final = 1.0e-10
 
 MVV2E: Final = 1.0364269e-4
 """LAMMPS ``metal`` mvv2e: (g/mol)·(Å/ps)² in eV."""
+
+BOLTZMANN_EV_PER_K: Final = 1.380649e-23 / _EV_IN_JOULE
+"""Boltzmann's constant in eV/K (exact in the 2019 SI: 8.617333262e-5)."""
 
 EV_PER_CUBIC_ANGSTROM_IN_GPA: Final = _EV_IN_JOULE / _ANGSTROM_IN_METRE**3 * 1.0e-9
 """A stress of 1 eV/Å³ in GPa (160.2176634)."""

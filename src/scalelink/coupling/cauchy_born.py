@@ -23,20 +23,19 @@ import numpy as np
 from mpi4py import MPI
 
 from scalelink.bridge.errors import ConfigError
+from scalelink.bridge.units import EV_PER_CUBIC_ANGSTROM_IN_GPA
 from scalelink.fe2.tensors import rotate_stiffness
 
 from .exchange import CouplingLink, idle_barrier
 from .fcc import FccLattice
 
 __all__ = [
-    "EV_PER_A3_IN_GPA",
     "Potential",
     "cauchy_born_stiffness",
     "crystal_constants",
     "zero_stress_constant",
 ]
 
-EV_PER_A3_IN_GPA = 160.21766208
 _SQRT2 = float(np.sqrt(2.0))
 # Mandel component -> (i, j) of the strain tensor
 _PAIRS = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
@@ -243,7 +242,7 @@ def crystal_constants(link: CouplingLink, potential: Potential, guess: float, *,
     if not eigenvalues.min() > 0.0:
         raise ConfigError(
             f"the Cauchy–Born stiffness of the fcc crystal at a = {a0:.5f} Å is not positive definite "
-            f"(smallest Mandel eigenvalue {eigenvalues.min() * EV_PER_A3_IN_GPA:.4g} GPa): the crystal is "
+            f"(smallest Mandel eigenvalue {eigenvalues.min() * EV_PER_CUBIC_ANGSTROM_IN_GPA:.4g} GPa): the crystal is "
             "unstable under this pair style, and no elastic continuum can match it; check the potential")
     lattice = FccLattice.covering(a0, half_width, orientation)
     return lattice, rotate_stiffness(stiffness, rotation)

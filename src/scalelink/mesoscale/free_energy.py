@@ -30,6 +30,7 @@ import numpy as np
 from scipy import optimize
 
 from scalelink.bridge.errors import ConfigError, DataError
+from scalelink.bridge.units import BOLTZMANN_EV_PER_K
 
 __all__ = [
     "BOLTZMANN_EV",
@@ -40,8 +41,8 @@ __all__ = [
     "fit_redlich_kister",
 ]
 
-BOLTZMANN_EV = 8.617333262e-5
-"""Boltzmann constant in eV/K."""
+BOLTZMANN_EV = BOLTZMANN_EV_PER_K
+"""Boltzmann constant in eV/K (:data:`scalelink.bridge.units.BOLTZMANN_EV_PER_K`)."""
 
 
 @dataclass(frozen=True)
