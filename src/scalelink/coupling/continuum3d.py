@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from mpi4py import MPI
 
+from .edge_solve import EdgeDirichletSolve
 from .fcc import FccLattice
 from .geometry import CouplingGeometry
 
@@ -84,7 +85,7 @@ class AtomCellMap:
         return np.einsum("nk,nkc->nc", self.weights, nodal[self.nodes])
 
 
-class ContinuumRegion3D:
+class ContinuumRegion3D(EdgeDirichletSolve):
     """Linear elasticity with the lab-frame Cauchy–Born stiffness on ``[-L, L]³`` (P1 tetrahedra).
 
     Args:
@@ -189,42 +190,4 @@ class ContinuumRegion3D:
         """Move the hole-boundary values towards the fit of the atom displacements ``atom_u``
         ``(m, 3)`` (ordered as :attr:`fit_ids`) by ``ω r`` (``r``: fit minus current values); ``ω``
         fixed, or Aitken's (``None``). Returns ``max |r|`` over all FE ranks, Å. Collective."""
-        values = self.bc_values.x.array.reshape(-1, 3)
-        fitted = np.einsum("nk,nkc->nc", self.fit_weights, atom_u[self.fit_rows])
-        r = fitted - values[self.edge_nodes]
-        comm = self.mesh.comm
-        if omega is None:
-            omega = self._omega
-            if self._last_r is not None:
-                dr = (r - self._last_r)[self._edge_owned]
-                num, den = comm.allreduce(np.array([np.sum(self._last_r[self._edge_owned] * dr), np.sum(dr * dr)]))
-                if den > 0.0:
-                    omega = float(np.clip(-omega * num / den, 0.05, 2.0))
-            self._omega, self._last_r = omega, r
-        values[self.edge_nodes] += omega * r
-        return float(comm.allreduce(float(np.max(np.abs(r), initial=0.0)), op=MPI.MAX))
-
-    def solve(self) -> None:
-        """Solve for the displacement with the current Dirichlet data (factorisation reused)."""
-        import dolfinx.fem.petsc
-        from petsc4py import PETSc
-
-        with self._b.localForm() as local:
-            local.set(0.0)
-        dolfinx.fem.petsc.apply_lifting(self._b, [self._a], bcs=[[self._bc]])
-        self._b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-        dolfinx.fem.petsc.set_bc(self._b, [self._bc])
-        self._ksp.solve(self._b, self.u.x.petsc_vec)
-        self.u.x.scatter_forward()
-
-    def max_free_residual(self) -> float:
-        """Largest nodal force ``|K u|`` (eV/Å) over the unconstrained DOFs, all FE ranks."""
-        import dolfinx.fem.petsc
-        from petsc4py import PETSc
-
-        r = dolfinx.fem.petsc.assemble_vector(self._residual)
-        r.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-        dolfinx.fem.petsc.set_bc(r, [self._bc_zero])
-        value = r.norm(PETSc.NormType.NORM_INFINITY)
-        r.destroy()
-        return float(value)
+        return self._relax_edge(atom_u, omega)[0]

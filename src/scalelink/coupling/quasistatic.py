@@ -37,6 +37,7 @@ from mpi4py import MPI
 
 from scalelink.bridge.errors import ConfigError
 from .atomistic2d import AtomisticRegion, cauchy_born_stiffness, relaxed_spacing
+from .edge_solve import EdgeDirichletSolve
 from .exchange import CouplingLink, idle_barrier, transfer_by_id
 from .geometry import CouplingGeometry, affine_displacement
 from .lattice import HexLattice, LennardJones2D
@@ -113,7 +114,7 @@ class AtomElementMap:
         return np.einsum("nk,nkc->nc", self.weights, nodal[self.nodes])
 
 
-class ContinuumRegion:
+class ContinuumRegion(EdgeDirichletSolve):
     """The FE side: linear (Cauchy–Born) elasticity on ``[-L, L]²`` with P1 triangles.
 
     Args:
@@ -238,45 +239,7 @@ class ContinuumRegion:
         Returns:
             ``(max |r|`` over all FE ranks in Å, ``ω`` used).
         """
-        values = self.bc_values.x.array.reshape(-1, 2)
-        fitted = np.einsum("nk,nkc->nc", self.fit_weights, atom_u[self.fit_rows])
-        r = fitted - values[self.edge_nodes]
-        comm = self.mesh.comm
-        if omega is None:
-            omega = self._omega
-            if self._last_r is not None:
-                dr = (r - self._last_r)[self._edge_owned]
-                num, den = comm.allreduce(np.array([np.sum(self._last_r[self._edge_owned] * dr), np.sum(dr * dr)]))
-                if den > 0.0:
-                    omega = float(np.clip(-omega * num / den, 0.05, 2.0))
-            self._omega, self._last_r = omega, r
-        values[self.edge_nodes] += omega * r
-        return comm.allreduce(float(np.max(np.abs(r), initial=0.0)), op=MPI.MAX), omega
-
-    def solve(self) -> None:
-        """Solve for the displacement with the current Dirichlet data (factorisation reused)."""
-        import dolfinx.fem.petsc
-        from petsc4py import PETSc
-
-        with self._b.localForm() as local:
-            local.set(0.0)
-        dolfinx.fem.petsc.apply_lifting(self._b, [self._a], bcs=[[self._bc]])
-        self._b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-        dolfinx.fem.petsc.set_bc(self._b, [self._bc])
-        self._ksp.solve(self._b, self.u.x.petsc_vec)
-        self.u.x.scatter_forward()
-
-    def max_free_residual(self) -> float:
-        """Largest nodal residual ``|K u|`` (eV/Å) over the unconstrained DOFs, all FE ranks."""
-        import dolfinx.fem.petsc
-        from petsc4py import PETSc
-
-        r = dolfinx.fem.petsc.assemble_vector(self._residual)
-        r.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-        dolfinx.fem.petsc.set_bc(r, [self._bc_zero])
-        value = r.norm(PETSc.NormType.NORM_INFINITY)
-        r.destroy()
-        return float(value)
+        return self._relax_edge(atom_u, omega)
 
 
 @dataclass
