@@ -150,7 +150,8 @@ def test_densities_match_direct_sum() -> None:
                     want[l][i] += np.outer(y[l * l : (l + 1) ** 2], rad[l]) / 20.0
     for l in range(potential.lmax + 1):
         assert np.abs(want[l]).max() > 1e-2
-        np.testing.assert_allclose(got[l].detach().numpy(), want[l], rtol=1e-10, atol=1e-12)
+        # densities come channels first, [C, 2l+1, N]
+        np.testing.assert_allclose(got[l].detach().permute(2, 1, 0).numpy(), want[l], rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("lmax", [3, 5])
