@@ -206,6 +206,12 @@ def finite_check_cost(model: str, sizes: list[int], steps: int, repeats: int) ->
     One LAMMPS process per size: after the warm-up, 2 x ``repeats`` timed runs of ``steps``
     steps, the check switched by ``shell putenv SCALELINK_SKIP_FINITE_CHECK=...`` and a new
     ``pair_style`` (which reads the variable) in the order with, without, without, with, ...
+
+    The alternation cannot resolve a cost far below the machine's run-to-run scatter, so the
+    check is also timed from inside: with ``SCALELINK_TIME_FINITE_CHECK=1`` the pair style sums
+    the wall time of the check (the pass over energy, forces and virial and its
+    ``MPI_Allreduce``) and writes it to the log at the next ``pair_style``; per model call,
+    against the same run's loop time per step, that is the check's share of the step.
     """
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.2f} at the start; model {model}; {steps} steps a run; "
@@ -221,11 +227,12 @@ def finite_check_cost(model: str, sizes: list[int], steps: int, repeats: int) ->
             runs = "".join(
                 f"shell putenv SCALELINK_SKIP_FINITE_CHECK={0 if checked else 1}\n{pair}\nrun {steps}\n"
                 for checked in order
-            )
+            ) + f"{pair}\n"  # writes the last run's check time
             text = SYSTEM.format(lattice="fcc", a=a, cells=cells, pair=pair, steps=steps, final=runs)
             text = text.replace(f"run 5\nrun {steps}\n", "run 5\n", 1)
             (Path(tmp) / "in.check").write_text(text)
-            env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+            env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"),
+                       SCALELINK_TIME_FINITE_CHECK="1")
             proc = subprocess.run([str(BIN / "lmp"), "-in", "in.check", "-log", "none"], cwd=tmp,
                                   capture_output=True, text=True, env=env)
             loops = re.findall(r"Loop time of ([0-9.eE+-]+) on \d+ procs for (\d+) steps with (\d+) atoms", proc.stdout)
@@ -239,6 +246,16 @@ def finite_check_cost(model: str, sizes: list[int], steps: int, repeats: int) ->
             on, off = float(np.median(times[True])), float(np.median(times[False]))
             ratio = float(np.median(np.array(times[True]) / np.array(times[False])))
             print(f"| {natoms}, medians of {repeats} | **{on:.2f}** | **{off:.2f}** | **{ratio:.3f}** (median of the ratios) |")
+            # the warm-up's check time first, then one line per checked run
+            checks = re.findall(r"ScaleLink: finite check: ([0-9.eE+-]+) s over (\d+) model calls", proc.stdout)
+            if len(checks) != 1 + sum(order):
+                raise RuntimeError(f"expected {1 + sum(order)} finite-check timings, found {len(checks)}")
+            checked_loops = [loop for loop, checked in zip(loops[1:], order) if checked]
+            shares = [(float(sec) / int(calls)) / (float(loop_s) / int(n))
+                      for (sec, calls), (loop_s, n, _) in zip(checks[1:], checked_loops)]
+            per_call = [1e6 * float(sec) / int(calls) for sec, calls in checks[1:]]
+            print(f"| {natoms}, timed inside | check: median {np.median(per_call):.1f} µs a model call | | "
+                  f"**{100 * np.median(shares):.4f} %** of the step (max {100 * max(shares):.4f} %) |")
     print(f"(µs/atom/step; load average {os.getloadavg()[0]:.2f} at the end)")
 
 

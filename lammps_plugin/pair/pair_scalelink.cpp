@@ -41,7 +41,7 @@ using namespace LAMMPS_NS;
 PairScaleLink::PairScaleLink(LAMMPS *lmp) :
     Pair(lmp), cutoff(0.0), num_layers(0), device_request("cpu"), share_gpu(false),
     ghost_request("exchange"), heap_request("auto"), ghost_given(false), exchange(false), check_results(true),
-    cutghostuser_before(-1.0),
+    time_check(false), check_seconds(0.0), check_calls(0), cutghostuser_before(-1.0),
     cutghostuser_set(0.0), n_local_nodes(0), ghost_stride(0), num_features(0),
     deviation_timestep(-1), comm_rows(nullptr), comm_stride(0)
 {
@@ -134,6 +134,12 @@ void PairScaleLink::settings(int narg, char **arg)
   // for timing the check of the model's results only; read by every pair_style command
   const char *skip = std::getenv("SCALELINK_SKIP_FINITE_CHECK");
   check_results = !(skip && *skip && std::strcmp(skip, "0") != 0);
+  if (time_check && check_calls > 0 && comm->me == 0)
+    utils::logmesg(lmp, "ScaleLink: finite check: {:.9f} s over {} model calls\n", check_seconds, check_calls);
+  check_seconds = 0.0;
+  check_calls = 0;
+  const char *timing = std::getenv("SCALELINK_TIME_FINITE_CHECK");
+  time_check = timing && *timing && std::strcmp(timing, "0") != 0;
   ghost_request = ghost;
   ghost_given = ghost_keyword;
   heap_request = heap;

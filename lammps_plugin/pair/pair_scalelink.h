@@ -122,6 +122,11 @@ class PairScaleLink : public Pair {
   bool exchange;                // features exchanged between layers in this run
   std::string ghost_logged;     // the mode last written to the log
   bool check_results;           // false: SCALELINK_SKIP_FINITE_CHECK is set (timing only)
+  // SCALELINK_TIME_FINITE_CHECK set: the check's wall time and calls since the last
+  // pair_style command, which writes them to the log (for benchmarks/bench_pair.py)
+  bool time_check;
+  double check_seconds;
+  long check_calls;
   // comm->cutghostuser before "ghost full" raised it (negative: not raised), and the value set
   double cutghostuser_before, cutghostuser_set;
 

@@ -87,9 +87,14 @@ void PairScaleLink::check_result(const std::string &failure, const ScaleLink::Mo
     return;
   }
 
+  const double start = time_check ? MPI_Wtime() : 0.0;
   int mine = failure.empty() ? 0 : MODEL_FAILED, any = 0;
   if (result && !finite(*result, atomic_virial)) mine |= NOT_FINITE;
   MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_BOR, world);
+  if (time_check) {
+    check_seconds += MPI_Wtime() - start;
+    check_calls++;
+  }
   if (any & MODEL_FAILED) {
     int rank = 0;
     const std::string message = first_failure(failure, rank);
