@@ -344,7 +344,7 @@ class ACEPotential(nn.Module):
             centre = edge_index[0]
         # the padded layout first, on the edge vectors alone: every per-edge quantity is then
         # computed in place in it, and the slots beyond an atom's neighbours hold a vector
-        # beyond the cutoff, whose envelope, and so radial values, are exactly zero
+        # beyond the cutoff, whose envelope, and so contribution to the densities, is exactly zero
         counts = torch.bincount(centre, minlength=n_out)
         width = max(int(counts.max()), 1) if centre.shape[0] > 0 else 1
         start = torch.cumsum(counts, 0) - counts
