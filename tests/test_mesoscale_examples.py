@@ -1,7 +1,7 @@
 """The mesoscale examples run as written (quick settings): the kMC diffusion coefficient is
 Arrhenius with the NEB barrier; the Cahn–Hilliard run with the Cu–Ni free energy learned from
-LAMMPS Monte Carlo ends in the same state on 2 ranks as serially, conserves mass and lowers
-its energy."""
+LAMMPS Monte Carlo, deployed to a model file and read back from it, ends in the same state on 2
+ranks as serially, conserves mass and lowers its energy."""
 
 from __future__ import annotations
 
@@ -53,6 +53,15 @@ def test_phasefield_example_on_two_ranks_equals_serial(tmp_path: Path) -> None:
         assert r["run"]["mass_drift"] < 1e-10
         energy = np.asarray(r["energy"])
         assert np.all(np.diff(energy) <= 1e-10 * np.abs(energy).max())
+    # the run read its free energy from the model file it wrote: the file holds the reported fit
+    from scalelink.mesoscale.deploy import load_free_energy
+    from scalelink.mesoscale.free_energy import common_tangent
+
+    deployed = load_free_energy(serial["free_energy_file"])
+    assert deployed.metadata.kind == "free_energy" and deployed.species == ["Cu", "Ni"]
+    assert deployed.fit.rmse == serial["fit"]["rmse_eV"]
+    assert list(deployed.fit.temperature_range) == serial["fit"]["temperature_range"]
+    assert list(common_tangent(deployed.at(serial["temperature"]))) == serial["binodal"]
     # spinodal decomposition happened: the composition spread towards the binodal
     lo, hi = serial["concentration_range"]
     low, high = serial["binodal"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import runpy
 import sys
@@ -23,15 +24,18 @@ import torch
 from scipy.integrate import quad
 from scipy.stats import norm
 
+from scalelink.bridge import keys
 from scalelink.bridge.errors import ConfigError, DataError, ModelFileError
+from scalelink.bridge.model_file import load_model
 from scalelink.fe2 import LinearElastic, isotropic_stiffness, laminate_stiffness
 from scalelink.microstructure import (
     PhaseDecoder,
+    convert_decoder_file,
     effective_stiffnesses,
     gaussian_random_field_images,
-    load_decoder,
+    load_generator,
     sample_images,
-    save_decoder,
+    save_generator,
     train_vae,
     two_point_correlation,
     volume_fraction,
@@ -120,17 +124,55 @@ def test_bad_images_are_refused() -> None:
         gaussian_random_field_images(2, 16, volume_fraction=1.0, correlation_length=2.0)
 
 
-def test_decoder_file_round_trip(tmp_path) -> None:
+def test_generator_file_round_trip(tmp_path) -> None:
+    """The decoder through the bridge's model file: the same images, the metadata it was given."""
     torch.manual_seed(0)
     decoder = PhaseDecoder(latent_size=4, image_size=16, channels=8)
-    save_decoder(decoder, tmp_path / "d.pt", threshold=0.45, volume_fraction=0.3)
-    loaded, metadata = load_decoder(tmp_path / "d.pt")
-    assert metadata["latent_size"] == 4 and metadata["image_size"] == 16
-    np.testing.assert_array_equal(sample_images(loaded, 3, threshold=0.45, seed=2),
+    save_generator(decoder, tmp_path / "d.pt", threshold=0.45, volume_fraction=0.3)
+    loaded, metadata = load_generator(tmp_path / "d.pt")
+    assert (metadata.kind, metadata.dtype, metadata.outputs) == ("generator", "float32", [keys.PHASE_PROBABILITY])
+    info = metadata.generator
+    assert (info.latent_size, info.image_size, info.threshold, info.volume_fraction) == (4, 16, 0.45, 0.3)
+    np.testing.assert_array_equal(sample_images(loaded, 3, threshold=info.threshold, seed=2),
                                   sample_images(decoder, 3, threshold=0.45, seed=2))
+    z = torch.randn(5, 4)
+    with torch.no_grad():
+        assert torch.equal(loaded(z), decoder(z))
+    # the bridge's own reader sees the same file
+    assert load_model(tmp_path / "d.pt")[1] == metadata
+
+
+def test_generator_file_errors(tmp_path) -> None:
+    decoder = PhaseDecoder(latent_size=4, image_size=16, channels=8)
     torch.jit.save(torch.jit.script(decoder), str(tmp_path / "bare.pt"))
-    with pytest.raises(ModelFileError, match="no microstructure-generator metadata"):
-        load_decoder(tmp_path / "bare.pt")
+    with pytest.raises(ModelFileError, match=r"bare\.pt' carries no ScaleLink metadata"):
+        load_generator(tmp_path / "bare.pt")
+    with pytest.raises(ModelFileError, match=r"generator threshold 1\.5 must lie in \(0, 1\)"):
+        save_generator(decoder, tmp_path / "t.pt", threshold=1.5, volume_fraction=0.3)
+    save_generator(decoder, tmp_path / "d.pt", threshold=0.45, volume_fraction=0.3)
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "d.pt").read_bytes()[:-200])
+    with pytest.raises(ModelFileError, match=r"cut\.pt' is not a readable TorchScript archive"):
+        load_generator(tmp_path / "cut.pt")
+
+
+def test_earlier_decoder_files_are_refused_with_the_conversion(tmp_path) -> None:
+    """A file as the former ``save_decoder`` wrote it (private ``microstructure.json``): refused by
+    the loader, which names the converter; converted, it gives the same images."""
+    torch.manual_seed(1)
+    decoder = PhaseDecoder(latent_size=4, image_size=16, channels=8)
+    legacy = {"format_version": 1, "kind": "microstructure_generator", "latent_size": 4, "image_size": 16,
+              "threshold": 0.4, "volume_fraction": 0.35}
+    old = tmp_path / "old.pt"
+    torch.jit.save(torch.jit.script(decoder), str(old), _extra_files={"microstructure.json": json.dumps(legacy)})
+    with pytest.raises(ModelFileError, match=r"old\.pt' is a decoder file of the earlier format.*convert_decoder_file"):
+        load_generator(old)
+    convert_decoder_file(old, tmp_path / "new.pt")
+    loaded, metadata = load_generator(tmp_path / "new.pt")
+    assert (metadata.generator.threshold, metadata.generator.volume_fraction) == (0.4, 0.35)
+    np.testing.assert_array_equal(sample_images(loaded, 4, threshold=0.4, seed=3),
+                                  sample_images(decoder, 4, threshold=0.4, seed=3))
+    with pytest.raises(ModelFileError, match="only files written by the former save_decoder"):
+        convert_decoder_file(tmp_path / "new.pt", tmp_path / "again.pt")
 
 
 def run_example(name: str, *args: str) -> str:

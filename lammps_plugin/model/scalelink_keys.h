@@ -34,10 +34,20 @@ constexpr const char *STRAIN = "strain";    // [n, m] float64, Mandel strain
 constexpr const char *STRESS = "stress";    // [n, m] float64, Mandel stress
 constexpr const char *TANGENT = "tangent";  // [n, m, m] float64, d stress / d strain
 
+// ---- free energies (kind "free_energy"; not run by the pair style) ----
+constexpr const char *COMPOSITION = "composition";                  // [n] float64, mole fraction of species 2
+constexpr const char *TEMPERATURE = "temperature";                  // [n] float64, K
+constexpr const char *FREE_ENERGY_DENSITY = "free_energy_density";  // [n] float64, f(c, T) in eV/atom
+constexpr const char *CHEMICAL_POTENTIAL = "chemical_potential";    // [n] float64, df/dc in eV/atom
+
+// ---- image generators (kind "generator"; not run by the pair style) ----
+constexpr const char *LATENT = "latent";                        // [n, latent_size] latent vectors
+constexpr const char *PHASE_PROBABILITY = "phase_probability";  // [n, N, N] probability of phase 1
+
 // ---- metadata stored in the model file ----
 constexpr const char *METADATA_FILE = "scalelink_metadata.json";    // the one extra file
 constexpr const char *FORMAT_VERSION = "format_version";            // int
-constexpr const char *KIND = "kind";                                // "potential" | "constitutive"
+constexpr const char *KIND = "kind";                                // "potential" | "constitutive" | ...
 constexpr const char *SPECIES_NAMES = "species";                    // list of chemical symbols
 constexpr const char *CUTOFF = "cutoff";                            // float, model length units
 constexpr const char *NUM_LAYERS = "num_layers";                    // int, message-passing layers
@@ -47,6 +57,8 @@ constexpr const char *COMMITTEE_SIZE = "committee_size";            // int, 1 fo
 constexpr const char *OUTPUTS = "outputs";                          // list of output keys
 constexpr const char *VERSIONS = "versions";                        // package versions at export
 constexpr const char *CONSTITUTIVE = "constitutive";                // constitutive models only
+constexpr const char *FREE_ENERGY = "free_energy";                  // free energies only
+constexpr const char *GENERATOR = "generator";                      // image generators only
 
 }    // namespace ScaleLink::Keys
 

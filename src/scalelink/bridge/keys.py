@@ -41,10 +41,22 @@ STRESS: Final = "stress"  # [n, m] float64, Mandel stress in the model's stress 
 TANGENT: Final = "tangent"  # [n, m, m] float64, d stress / d strain (Mandel)
 CONSTITUTIVE_OUTPUTS: Final = (STRESS, TANGENT)
 
+# ---- free energies (kind "free_energy"): forward(composition, temperature) -> (f, df/dc) ---
+COMPOSITION: Final = "composition"  # [n] float64, mole fraction c of the second species, in (0, 1)
+TEMPERATURE: Final = "temperature"  # [n] float64, K
+FREE_ENERGY_DENSITY: Final = "free_energy_density"  # [n] float64, f(c, T) in eV/atom
+CHEMICAL_POTENTIAL: Final = "chemical_potential"  # [n] float64, df/dc = mu_B - mu_A in eV/atom
+FREE_ENERGY_OUTPUTS: Final = (FREE_ENERGY_DENSITY, CHEMICAL_POTENTIAL)
+
+# ---- image generators (kind "generator"): forward(latent) -> phase probability ------------
+LATENT: Final = "latent"  # [n, latent_size] standard-normal latent vectors, the weights' dtype
+PHASE_PROBABILITY: Final = "phase_probability"  # [n, N, N] probability of phase 1 per pixel
+GENERATOR_OUTPUTS: Final = (PHASE_PROBABILITY,)
+
 # ---- metadata stored in the model file (_extra_files) ---------------------------------
 METADATA_FILE: Final = "scalelink_metadata.json"  # the one extra file, a JSON object
 FORMAT_VERSION: Final = "format_version"  # int, see bridge.model_file.FORMAT_VERSION
-KIND: Final = "kind"  # "potential" | "constitutive"
+KIND: Final = "kind"  # "potential" | "constitutive" | "free_energy" | "generator"
 SPECIES_NAMES: Final = "species"  # list[str], chemical symbols in model order
 CUTOFF: Final = "cutoff"  # float, radial cutoff in model length units
 NUM_LAYERS: Final = "num_layers"  # int, message-passing layers (receptive field / cutoff)
@@ -54,6 +66,8 @@ COMMITTEE_SIZE: Final = "committee_size"  # int, 1 for a single model
 OUTPUTS: Final = "outputs"  # list[str], keys the model returns
 VERSIONS: Final = "versions"  # dict[str, str], package versions at export
 CONSTITUTIVE: Final = "constitutive"  # dict, only in constitutive models: strain size, scaling...
+FREE_ENERGY: Final = "free_energy"  # dict, only in free energies: closed form, ranges, units
+GENERATOR: Final = "generator"  # dict, only in generators: latent and image size, threshold...
 
 REQUIRED_METADATA: Final = (
     FORMAT_VERSION,
@@ -67,13 +81,15 @@ REQUIRED_METADATA: Final = (
     OUTPUTS,
     VERSIONS,
 )
-OPTIONAL_METADATA: Final = (CONSTITUTIVE,)
+OPTIONAL_METADATA: Final = (CONSTITUTIVE, FREE_ENERGY, GENERATOR)
 
 __all__ = [
     "ATOMIC_ENERGY",
     "ATOMIC_VIRIAL",
+    "CHEMICAL_POTENTIAL",
     "COMMITTEE_OUTPUTS",
     "COMMITTEE_SIZE",
+    "COMPOSITION",
     "CONSTITUTIVE",
     "CONSTITUTIVE_OUTPUTS",
     "CUTOFF",
@@ -83,7 +99,13 @@ __all__ = [
     "ENERGY",
     "FORCES",
     "FORMAT_VERSION",
+    "FREE_ENERGY",
+    "FREE_ENERGY_DENSITY",
+    "FREE_ENERGY_OUTPUTS",
+    "GENERATOR",
+    "GENERATOR_OUTPUTS",
     "KIND",
+    "LATENT",
     "MEMBER_ENERGY",
     "MEMBER_FORCES",
     "METADATA_FILE",
@@ -93,12 +115,14 @@ __all__ = [
     "N_LOCAL",
     "OPTIONAL_METADATA",
     "OUTPUTS",
+    "PHASE_PROBABILITY",
     "REQUIRED_METADATA",
     "SPECIES",
     "SPECIES_NAMES",
     "STRAIN",
     "STRESS",
     "TANGENT",
+    "TEMPERATURE",
     "UNITS",
     "VERSIONS",
     "VIRIAL",

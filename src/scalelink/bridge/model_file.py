@@ -10,18 +10,23 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
 from . import keys
 from .errors import ConfigError, ModelFileError, NonFiniteError
+from .model_kinds import ConstitutiveInfo, FreeEnergyInfo, GeneratorInfo
 from .units import unit_style
 
 __all__ = [
     "FORMAT_VERSION",
     "ConstitutiveInfo",
+    "FreeEnergyInfo",
+    "GENERATOR_UNITS",
+    "GeneratorInfo",
     "ModelMetadata",
     "check_finite_weights",
     "load_model",
@@ -34,86 +39,11 @@ __all__ = [
 FORMAT_VERSION = 1
 """The model file format this version of ScaleLink reads and writes."""
 
-_KINDS = ("potential", "constitutive")
+_KINDS = ("potential", "constitutive", "free_energy", "generator")
 _DTYPES = ("float32", "float64")
-_STRAIN_SIZES = (3, 6)
 
-
-@dataclass(frozen=True)
-class ConstitutiveInfo:
-    """What a consumer of a constitutive (strain → stress) model needs, stored in the file.
-
-    The deployed module applies the scaling itself; it is recorded so that users can see the
-    range the model was trained on.
-
-    Attributes:
-        strain_size: length ``m`` of the Mandel vectors: 3 (2D plane strain) or 6 (3D).
-        stress_unit: unit of the stress and tangent the model returns (e.g. ``"GPa"``).
-        architecture: a summary of the network, e.g. ``{"type": "mlp", "width": 64,
-            "depth": 3, "activation": "silu"}``.
-        strain_mean: ``(m,)`` strain subtracted before the network (input normalisation).
-        strain_scale: ``(m,)`` positive divisors of the centred strain.
-        stress_mean: ``(m,)`` added to the network's scaled output (stress unit).
-        stress_scale: ``(m,)`` positive factors of the network's output (stress unit).
-        strain_lower: ``(m,)`` smallest strain component seen in training.
-        strain_upper: ``(m,)`` largest strain component seen in training.
-    """
-
-    strain_size: int
-    stress_unit: str
-    architecture: dict[str, Any]
-    strain_mean: list[float]
-    strain_scale: list[float]
-    stress_mean: list[float]
-    stress_scale: list[float]
-    strain_lower: list[float]
-    strain_upper: list[float]
-
-    def __post_init__(self) -> None:
-        if self.strain_size not in _STRAIN_SIZES:
-            raise ModelFileError(
-                f"constitutive strain_size {self.strain_size!r} is not one of {_STRAIN_SIZES} "
-                "(3: 2D plane strain, 6: 3D Mandel vectors)"
-            )
-        if not self.stress_unit:
-            raise ModelFileError("a constitutive model needs a stress_unit, got an empty string")
-        for name in ("strain_mean", "strain_scale", "stress_mean", "stress_scale", "strain_lower", "strain_upper"):
-            values = getattr(self, name)
-            if len(values) != self.strain_size:
-                raise ModelFileError(
-                    f"constitutive {name} has {len(values)} entries, expected strain_size = "
-                    f"{self.strain_size}; re-export the model"
-                )
-        for name in ("strain_scale", "stress_scale"):
-            if not all(v > 0.0 for v in getattr(self, name)):
-                raise ModelFileError(f"constitutive {name} must be positive, got {getattr(self, name)}")
-
-    @classmethod
-    def from_dict(cls, raw: Any, source: str) -> ConstitutiveInfo:
-        """Parse the ``constitutive`` object of the metadata; unknown or missing keys are refused."""
-        if not isinstance(raw, dict):
-            raise ModelFileError(f"{source}: metadata '{keys.CONSTITUTIVE}' must be an object, got {raw!r}")
-        names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in raw]
-        unknown = sorted(set(raw) - set(names))
-        if missing or unknown:
-            raise ModelFileError(
-                f"{source}: metadata '{keys.CONSTITUTIVE}' lacks {missing} / has unknown keys "
-                f"{unknown}; expected exactly {names}; re-export the model"
-            )
-        try:
-            vectors = {n: [float(v) for v in raw[n]] for n in names[3:]}
-            return cls(
-                strain_size=int(raw["strain_size"]),
-                stress_unit=str(raw["stress_unit"]),
-                architecture=dict(raw["architecture"]),
-                **vectors,
-            )
-        except (TypeError, ValueError) as exc:
-            raise ModelFileError(
-                f"{source}: metadata '{keys.CONSTITUTIVE}' has a value of the wrong type ({exc}); "
-                "re-export the model"
-            ) from None
+GENERATOR_UNITS = "dimensionless"
+"""The ``units`` of an image generator: it maps numbers to probabilities."""
 
 
 @dataclass(frozen=True)
@@ -121,20 +51,26 @@ class ModelMetadata:
     """What a consumer needs to know about a deployed model, stored inside the file.
 
     Attributes:
-        species: chemical symbols, in the order of the model's species index.
+        species: chemical symbols, in the order of the model's species index (a free
+            energy: the two components, ``c`` being the mole fraction of the second).
         cutoff: radial cutoff in Å (model length units).
         num_layers: message-passing layers; the receptive field is ``num_layers * cutoff``.
         dtype: precision of the weights, ``"float32"`` or ``"float64"``.
-        kind: ``"potential"`` or ``"constitutive"``.
-        units: LAMMPS unit style the model works in (potential), or the stress unit
-            (constitutive, equal to ``constitutive.stress_unit``).
+        kind: ``"potential"``, ``"constitutive"``, ``"free_energy"`` or ``"generator"``.
+        units: LAMMPS unit style the model works in (potential), the stress unit
+            (constitutive, equal to ``constitutive.stress_unit``), the energy unit (free
+            energy, equal to ``free_energy.energy_unit``) or :data:`GENERATOR_UNITS`.
         committee_size: number of members evaluated in one pass (1 for a single model).
         outputs: keys of the dictionary the model returns.
         versions: package versions at export time.
         format_version: model file format version.
         constitutive: strain size, stress unit, scaling and architecture of a constitutive
-            model (``kind == "constitutive"``); ``None`` for a potential. Build the metadata
-            of a constitutive model with :meth:`for_constitutive`.
+            model (``kind == "constitutive"``), else ``None``. Build the metadata of a
+            constitutive model with :meth:`for_constitutive`.
+        free_energy: the closed form, ranges and units of a free energy (``kind ==
+            "free_energy"``), else ``None``; see :meth:`for_free_energy`.
+        generator: latent and image size, threshold and volume fraction of an image
+            generator (``kind == "generator"``), else ``None``; see :meth:`for_generator`.
     """
 
     species: list[str]
@@ -148,6 +84,8 @@ class ModelMetadata:
     versions: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     constitutive: ConstitutiveInfo | None = None
+    free_energy: FreeEnergyInfo | None = None
+    generator: GeneratorInfo | None = None
 
     @classmethod
     def for_constitutive(
@@ -164,6 +102,38 @@ class ModelMetadata:
             outputs=list(keys.CONSTITUTIVE_OUTPUTS),
             versions=versions,
             constitutive=info,
+        )
+
+    @classmethod
+    def for_free_energy(
+        cls, info: FreeEnergyInfo, *, species: Sequence[str], versions: dict[str, str]
+    ) -> ModelMetadata:
+        """Metadata of a binary free energy ``f(c, T)``: two species, float64, units = energy unit."""
+        return cls(
+            species=list(species),
+            cutoff=0.0,
+            num_layers=0,
+            dtype="float64",
+            kind="free_energy",
+            units=info.energy_unit,
+            outputs=list(keys.FREE_ENERGY_OUTPUTS),
+            versions=versions,
+            free_energy=info,
+        )
+
+    @classmethod
+    def for_generator(cls, info: GeneratorInfo, *, dtype: str, versions: dict[str, str]) -> ModelMetadata:
+        """Metadata of an image generator: no species, cutoff or layers; units dimensionless."""
+        return cls(
+            species=[],
+            cutoff=0.0,
+            num_layers=0,
+            dtype=dtype,
+            kind="generator",
+            units=GENERATOR_UNITS,
+            outputs=list(keys.GENERATOR_OUTPUTS),
+            versions=versions,
+            generator=info,
         )
 
     def __post_init__(self) -> None:
@@ -188,35 +158,59 @@ class ModelMetadata:
                 f"a committee of {self.committee_size} must return {list(keys.COMMITTEE_OUTPUTS)}, "
                 f"but its outputs {self.outputs} lack {missing}; re-export it with `scalelink deploy`"
             )
-        if self.kind == "constitutive":
-            self._check_constitutive()
-        else:
-            if self.constitutive is not None:
-                raise ModelFileError("a potential carries no 'constitutive' metadata; set kind='constitutive'")
+        for name in _KIND_OBJECTS:
+            if name != self.kind and getattr(self, name) is not None:
+                raise ModelFileError(
+                    f"a model of kind {self.kind!r} carries no {name!r} metadata; set kind={name!r} or drop it"
+                )
+        if self.kind == "potential":
             unit_style(self.units)
+        elif self.kind == "constitutive":
+            self._check_constitutive()
+        elif self.kind == "free_energy":
+            self._check_free_energy()
+        else:
+            self._check_kind_object("image size, latent size, threshold", GENERATOR_UNITS, keys.GENERATOR_OUTPUTS)
 
-    def _check_constitutive(self) -> None:
-        if self.constitutive is None:
+    def _check_kind_object(self, contents: str, units: str, outputs: tuple[str, ...]) -> None:
+        """The kind's own metadata object is there; units, outputs and committee size fit the kind."""
+        if getattr(self, self.kind) is None:
             raise ModelFileError(
-                "a model of kind 'constitutive' needs its 'constitutive' metadata (strain size, "
-                "stress unit, scaling); build it with ModelMetadata.for_constitutive"
+                f"a model of kind {self.kind!r} needs its {self.kind!r} metadata ({contents}); build it "
+                f"with ModelMetadata.for_{self.kind}"
             )
-        if self.units != self.constitutive.stress_unit:
+        if self.units != units:
+            raise ModelFileError(f"a model of kind {self.kind!r} must have units {units!r}, got {self.units!r}")
+        if self.committee_size != 1 or list(self.outputs) != list(outputs):
             raise ModelFileError(
-                f"a constitutive model's units {self.units!r} must equal its stress unit "
-                f"{self.constitutive.stress_unit!r}"
-            )
-        if self.committee_size != 1 or list(self.outputs) != list(keys.CONSTITUTIVE_OUTPUTS):
-            raise ModelFileError(
-                f"a constitutive model returns {list(keys.CONSTITUTIVE_OUTPUTS)} from one network, got "
+                f"a model of kind {self.kind!r} returns {list(outputs)} from one network, got "
                 f"outputs {self.outputs} and committee_size {self.committee_size}"
             )
 
+    def _check_constitutive(self) -> None:
+        unit = self.constitutive.stress_unit if self.constitutive is not None else self.units
+        self._check_kind_object("strain size, stress unit, scaling", unit, keys.CONSTITUTIVE_OUTPUTS)
+
+    def _check_free_energy(self) -> None:
+        unit = self.free_energy.energy_unit if self.free_energy is not None else self.units
+        self._check_kind_object("closed form, ranges, units", unit, keys.FREE_ENERGY_OUTPUTS)
+        if len(self.species) != 2 or len(set(self.species)) != 2:
+            raise ModelFileError(
+                f"a free energy of a binary alloy needs two distinct species (c is the mole fraction of the "
+                f"second), got {self.species!r}"
+            )
+        if self.dtype != "float64":
+            raise ModelFileError(
+                f"a free energy is evaluated in float64 (its module is checked against the closed form to "
+                f"1e-12), got dtype {self.dtype!r}"
+            )
+
     def to_json(self) -> str:
-        """Serialize to the JSON object stored in the file (no ``constitutive`` key for potentials)."""
+        """Serialize to the JSON object stored in the file (only the kind's own object, if any)."""
         raw = asdict(self)
-        if self.constitutive is None:
-            del raw[keys.CONSTITUTIVE]
+        for name in _KIND_OBJECTS:
+            if getattr(self, name) is None:
+                del raw[name]
         return json.dumps(raw, sort_keys=True)
 
     @classmethod
@@ -224,8 +218,9 @@ class ModelMetadata:
         """Parse and validate the metadata object of a model file.
 
         Raises:
-            ModelFileError: the JSON is invalid, a required key is missing, or the format
-                version is not :data:`FORMAT_VERSION`.
+            ModelFileError: the JSON is invalid, a required key is missing, a value is out of
+                its range, or the format version is not :data:`FORMAT_VERSION`. The message
+                starts with ``source``.
         """
         try:
             raw: dict[str, Any] = json.loads(text)
@@ -246,22 +241,31 @@ class ModelMetadata:
         unknown = sorted(set(raw) - set(keys.REQUIRED_METADATA) - set(keys.OPTIONAL_METADATA))
         if unknown:
             raise ModelFileError(f"{source}: metadata has unknown keys {unknown}")
-        constitutive = None
-        if keys.CONSTITUTIVE in raw:
-            constitutive = ConstitutiveInfo.from_dict(raw[keys.CONSTITUTIVE], source)
-        return cls(
-            species=[str(s) for s in raw[keys.SPECIES_NAMES]],
-            cutoff=float(raw[keys.CUTOFF]),
-            num_layers=int(raw[keys.NUM_LAYERS]),
-            dtype=str(raw[keys.DTYPE]),
-            kind=str(raw[keys.KIND]),
-            units=str(raw[keys.UNITS]),
-            committee_size=int(raw[keys.COMMITTEE_SIZE]),
-            outputs=[str(o) for o in raw[keys.OUTPUTS]],
-            versions={str(k): str(v) for k, v in raw[keys.VERSIONS].items()},
-            format_version=int(version),
-            constitutive=constitutive,
-        )
+        objects = {name: parse(raw[name], source) for name, parse in _KIND_OBJECTS.items() if name in raw}
+        try:
+            return cls(
+                species=[str(s) for s in raw[keys.SPECIES_NAMES]],
+                cutoff=float(raw[keys.CUTOFF]),
+                num_layers=int(raw[keys.NUM_LAYERS]),
+                dtype=str(raw[keys.DTYPE]),
+                kind=str(raw[keys.KIND]),
+                units=str(raw[keys.UNITS]),
+                committee_size=int(raw[keys.COMMITTEE_SIZE]),
+                outputs=[str(o) for o in raw[keys.OUTPUTS]],
+                versions={str(k): str(v) for k, v in raw[keys.VERSIONS].items()},
+                format_version=int(version),
+                **objects,
+            )
+        except ModelFileError as exc:
+            raise ModelFileError(f"{source}: {exc}") from None
+
+
+_KIND_OBJECTS: dict[str, Any] = {
+    keys.CONSTITUTIVE: ConstitutiveInfo.from_dict,
+    keys.FREE_ENERGY: FreeEnergyInfo.from_dict,
+    keys.GENERATOR: GeneratorInfo.from_dict,
+}
+"""Kind -> the parser of its metadata object (the object's key is the kind's name)."""
 
 
 def package_versions() -> dict[str, str]:

@@ -16,14 +16,13 @@ Cahn–Hilliard weak form, which differentiates it symbolically). Two families:
   Monte Carlo data: the imposed chemical-potential difference ``Δμ = ∂f/∂c`` at the measured
   composition ``c`` and temperature ``T``, which is linear in the unknowns.
 
-Energies are per atom in eV, temperatures in K.
+Energies are per atom in eV, temperatures in K. A fit is deployed as a model file of
+:mod:`scalelink.bridge` (kind ``free_energy``) by :mod:`scalelink.mesoscale.deploy`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -111,20 +110,6 @@ class RedlichKister:
                 f"compositions [{c_min:.4f}, {c_max:.4f}] leave the range [{lo:.4f}, {hi:.4f}] the free "
                 "energy was fitted on; sample the Monte Carlo over a wider range of chemical potentials "
                 "or start the phase-field run inside the fitted range")
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the model as JSON."""
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump(asdict(self), handle, indent=1)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> RedlichKister:
-        """Read a model written by :meth:`save`."""
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-        return cls(temperature=data["temperature"], interaction=tuple(data["interaction"]),
-                   reference=data["reference"], composition_range=tuple(data["composition_range"]),
-                   boltzmann=data["boltzmann"])
 
 
 def _dmu_excess(c: np.ndarray, interaction: tuple[float, ...]) -> np.ndarray:

@@ -1,9 +1,10 @@
 """Generative two-phase microstructures feeding periodic FE RVEs.
 
 A statistical generator (thresholded periodic Gaussian random fields), a learned one (a small
-convolutional VAE trained on CPU whose decoder is deployed as a TorchScript file), the statistics
-they are compared by (volume fraction, two-point correlation) and the step from a voxel image to
-a periodic dolfinx RVE with phase tags (``scalelink.fe2.PeriodicRVE``).
+convolutional VAE trained on CPU whose decoder is deployed as a ScaleLink model file of kind
+``generator``), the statistics they are compared by (volume fraction, two-point correlation) and
+the step from a voxel image to a periodic dolfinx RVE with phase tags
+(``scalelink.fe2.PeriodicRVE``).
 
 Public names are imported on first use, so ``import scalelink.microstructure`` loads neither
 torch nor dolfinx::
@@ -32,8 +33,9 @@ EXPORTS = {
     "calibrate_threshold": "vae",
     "sample_images": "vae",
     "train_vae": "vae",
-    "load_decoder": "deploy",
-    "save_decoder": "deploy",
+    "convert_decoder_file": "deploy",
+    "load_generator": "deploy",
+    "save_generator": "deploy",
 }
 
 __all__ = sorted(EXPORTS)
