@@ -35,11 +35,17 @@ def _potential(seed: int = 0, **kwargs):
     from scalelink.potentials.ace import ACEPotential
 
     torch.manual_seed(seed)
-    options = {"channels": 6, "lmax": 3, "num_basis": 6, "radial_hidden": (16,), "hidden": (16,)}
+    options = {"channels": 6, "lmax": 3, "num_basis": 6, "radial_hidden": (16,), "hidden": (16,), "linear_readout": True}
     options.update(kwargs)
-    return ACEPotential(
+    potential = ACEPotential(
         len(SPECIES), CUTOFF, avg_num_neighbors=20.0, energy_shift=[-3.5, -4.4], energy_scale=0.5, **options
     ).double()
+    if potential.linear is not None:
+        # the linear part starts at zero in training: random weights here, so that every check
+        # of the model (derivatives, invariance, LAMMPS against ASE) includes it
+        with torch.no_grad():
+            potential.linear.weight.normal_(0.0, 0.1)
+    return potential
 
 
 @pytest.fixture(scope="module")
@@ -414,3 +420,50 @@ def test_four_body_couplings_stop_at_their_own_degree() -> None:
         _potential(lmax=3, four_body_lmax=4)
     with pytest.raises(ConfigError, match=r"ace.four_body_lmax must be an integer from 0 to lmax \(4\), got 5"):
         ACEConfig(lmax=4, four_body_lmax=5)
+
+
+def test_linear_readout_adds_a_linear_function_of_the_invariants_per_species() -> None:
+    """Energy = MLP part + w_s . standardised invariants: the difference to the same model
+    without the linear weights is that linear function, computed here from the invariants."""
+    from scalelink.bridge.ase import neighbor_graph, species_indices
+
+    potential = _potential()
+    atoms = _structure("triclinic", seed=3)
+    kinds = torch.from_numpy(species_indices(list(atoms.get_chemical_symbols()), SPECIES))
+    edge_index, edge_vectors = (torch.from_numpy(a) for a in neighbor_graph(atoms, CUTOFF))
+    with torch.no_grad():
+        with_linear = potential(edge_vectors, edge_index, kinds)
+        features = (potential.descriptors(edge_vectors, edge_index, kinds) - potential.feature_mean) / potential.feature_std
+        expected = (features * potential.linear.weight[kinds]).sum(-1) * potential.energy_scale
+        weights = potential.linear.weight.clone()
+        potential.linear.weight.zero_()
+        without = potential(edge_vectors, edge_index, kinds)
+        potential.linear.weight.copy_(weights)
+    assert float(expected.abs().max()) > 1e-3
+    torch.testing.assert_close(with_linear - without, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_checkpoints_without_the_linear_readout_still_load(tmp_path) -> None:
+    """Models trained before the linear readout existed have no ``linear_readout`` keyword and no
+    weights for it; they rebuild without it and give the energies they gave."""
+    from scalelink.bridge.ase import neighbor_graph, species_indices
+    from scalelink.bridge.errors import ConfigError
+    from scalelink.potentials.ace import ACEConfig
+    from scalelink.training.trainer import build_model
+
+    assert ACEConfig().linear_readout
+    with pytest.raises(ConfigError, match="ace.linear_readout must be true or false, got 'yes'"):
+        ACEConfig(linear_readout="yes")
+    old = _potential(linear_readout=False)
+    assert old.linear is None and not any("linear" in key for key in old.state_dict())
+    kwargs = {"num_species": len(SPECIES), "cutoff": CUTOFF, "channels": 6, "lmax": 3, "num_basis": 6,
+              "radial_hidden": [16], "hidden": [16], "avg_num_neighbors": 20.0,
+              "energy_shift": [-3.5, -4.4], "energy_scale": 0.5}
+    rebuilt = build_model(kwargs, "ace").double()
+    rebuilt.load_state_dict(old.state_dict())
+    atoms = _structure("small", seed=2)
+    kinds = torch.from_numpy(species_indices(list(atoms.get_chemical_symbols()), SPECIES))
+    edge_index, edge_vectors = (torch.from_numpy(a) for a in neighbor_graph(atoms, CUTOFF))
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(edge_vectors, edge_index, kinds), old(edge_vectors, edge_index, kinds),
+                                   rtol=0, atol=0)
