@@ -27,7 +27,8 @@ def test_metadata_round_trip(model_files: dict[str, str]) -> None:
         assert "torch" in meta.versions
 
 
-def _rewrite_metadata(src: str, dst: Path, edit) -> None:
+def _rewrite_metadata(src: str, dst: Path, edit) -> str:
+    """A copy of the model file ``src`` at ``dst`` whose metadata ``edit`` changed in place."""
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
         for item in zin.infolist():
             data = zin.read(item.filename)
@@ -36,6 +37,7 @@ def _rewrite_metadata(src: str, dst: Path, edit) -> None:
                 edit(raw)
                 data = json.dumps(raw).encode()
             zout.writestr(item, data)
+    return str(dst)
 
 
 def test_unknown_format_version_is_refused(model_files: dict[str, str], tmp_path: Path) -> None:

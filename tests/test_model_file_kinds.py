@@ -9,11 +9,9 @@ Cahn–Hilliard solver builds.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from scalelink.bridge.model_file import ModelMetadata, load_model, read_metadata
 from scalelink.bridge.units import BOLTZMANN_EV_PER_K
 from scalelink.mesoscale.deploy import load_free_energy, save_free_energy
 from scalelink.mesoscale.free_energy import RedlichKisterFit, fit_redlich_kister
+from test_model_file import _rewrite_metadata
 
 BIN = Path(sys.executable).parent
 
@@ -51,18 +50,6 @@ def free_energy_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[RedlichK
     path = str(tmp_path_factory.mktemp("fe") / "cuni_free_energy.pt")
     save_free_energy(fit, path, species=["Cu", "Ni"])
     return fit, path
-
-
-def rewrite_metadata(src: str, dst: Path, edit) -> str:
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
-        for item in zin.infolist():
-            data = zin.read(item.filename)
-            if item.filename.endswith("extra/" + keys.METADATA_FILE):
-                raw = json.loads(data)
-                edit(raw)
-                data = json.dumps(raw).encode()
-            zout.writestr(item, data)
-    return str(dst)
 
 
 # ---- free energy ------------------------------------------------------------------------
@@ -135,26 +122,26 @@ def test_free_energy_outside_its_ranges_is_refused(free_energy_file) -> None:
 def test_free_energy_file_errors_name_the_file_the_value_and_the_fix(free_energy_file, tmp_path: Path) -> None:
     _, path = free_energy_file
     # missing metadata: the object, and one key of it
-    no_object = rewrite_metadata(path, tmp_path / "no_object.pt", lambda raw: raw.pop(keys.FREE_ENERGY))
+    no_object = _rewrite_metadata(path, tmp_path / "no_object.pt", lambda raw: raw.pop(keys.FREE_ENERGY))
     with pytest.raises(ModelFileError, match=r"no_object\.pt: a model of kind 'free_energy' needs its 'free_energy'"):
         load_free_energy(no_object)
-    no_range = rewrite_metadata(path, tmp_path / "no_range.pt",
+    no_range = _rewrite_metadata(path, tmp_path / "no_range.pt",
                                 lambda raw: raw[keys.FREE_ENERGY].pop("temperature_range"))
     with pytest.raises(ModelFileError, match=r"no_range\.pt: metadata 'free_energy' lacks \['temperature_range'\]"):
         load_free_energy(no_range)
     # values out of range
-    wide = rewrite_metadata(path, tmp_path / "wide.pt",
+    wide = _rewrite_metadata(path, tmp_path / "wide.pt",
                             lambda raw: raw[keys.FREE_ENERGY].update(composition_range=[0.0, 1.0]))
     with pytest.raises(ModelFileError, match=r"wide\.pt: free_energy composition_range \[0\.0, 1\.0\] must be"):
         load_free_energy(wide)
-    celsius = rewrite_metadata(path, tmp_path / "celsius.pt",
+    celsius = _rewrite_metadata(path, tmp_path / "celsius.pt",
                               lambda raw: raw[keys.FREE_ENERGY].update(temperature_unit="C"))
     with pytest.raises(ModelFileError, match=r"celsius\.pt: .*\('eV/atom', 'C'\).*convert the coefficients"):
         load_free_energy(celsius)
     # an edited coefficient: the module and the closed form disagree
     def edit(raw):
         raw[keys.FREE_ENERGY]["interaction"][0][0] += 1e-6
-    edited = rewrite_metadata(path, tmp_path / "edited.pt", edit)
+    edited = _rewrite_metadata(path, tmp_path / "edited.pt", edit)
     with pytest.raises(ModelFileError, match=r"edited\.pt.*disagree at c = .*save_free_energy"):
         load_free_energy(edited)
     # not an archive
@@ -180,10 +167,10 @@ def test_the_kinds_refuse_each_other(free_energy_file, tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match=r"kind 'free_energy', not a constitutive model"):
         ConstitutiveEngine(path)
     # a metadata object of another kind, or a wrong kind string, is refused by the bridge itself
-    swapped = rewrite_metadata(path, tmp_path / "swapped.pt", lambda raw: raw.update(kind="generator"))
+    swapped = _rewrite_metadata(path, tmp_path / "swapped.pt", lambda raw: raw.update(kind="generator"))
     with pytest.raises(ModelFileError, match=r"swapped\.pt: a model of kind 'generator' carries no 'free_energy'"):
         load_model(swapped)
-    unknown = rewrite_metadata(path, tmp_path / "unknown.pt", lambda raw: raw.update(kind="phase_field"))
+    unknown = _rewrite_metadata(path, tmp_path / "unknown.pt", lambda raw: raw.update(kind="phase_field"))
     with pytest.raises(ModelFileError, match=r"unknown\.pt: model kind 'phase_field' is not one of"):
         load_model(unknown)
 
