@@ -39,6 +39,9 @@ def main() -> None:
     groups = [str(atoms.info.get("config_type", "all")) for atoms in frames]
     reference_energy = np.array([atoms.get_potential_energy() / len(atoms) for atoms in frames])
     reference_forces = [atoms.get_forces() for atoms in frames]
+    by_group = defaultdict(list)
+    for i, group in enumerate(groups):
+        by_group[group].append(i)
     energies, forces = {}, {}
     for name, path in models.items():
         calc = ScaleLinkCalculator(path)
@@ -49,9 +52,6 @@ def main() -> None:
             e.append(copy.get_potential_energy() / len(atoms))
             f.append(copy.get_forces())
         energies[name], forces[name] = np.array(e), f
-        by_group = defaultdict(list)
-        for i, group in enumerate(groups):
-            by_group[group].append(i)
         print(f"{name} ({path})")
         for group, index in by_group.items():
             de = 1e3 * (energies[name][index] - reference_energy[index])
