@@ -28,6 +28,7 @@ from microstructure_vae import modulus  # noqa: E402
 
 from scalelink.microstructure import (  # noqa: E402
     VAETraining,
+    calibrate_fraction_map,
     calibrate_threshold,
     gaussian_random_field_images,
     load_generator,
@@ -51,14 +52,17 @@ def main() -> None:
     model, _ = train_vae(training, VAETraining(epochs=args.epochs))
     print(f"VAE: {args.images} images, {args.epochs} epochs, {time.perf_counter() - start:.0f} s", flush=True)
     threshold = calibrate_threshold(model, training)
+    fraction_map = calibrate_fraction_map(model.decoder, training)
     path = Path(tempfile.mkdtemp()) / "generator.pt"
-    save_generator(model.decoder, path, threshold=threshold, volume_fraction=float(training.mean()))
+    save_generator(model.decoder, path, threshold=threshold, volume_fraction=float(training.mean()),
+                   fraction_map=fraction_map)
     decoder, metadata = load_generator(path)
     references = modulus(training[:100])
     _, s2_train = two_point_correlation(training)
     print(f"training moduli 0-49: {references[:50].mean():.3f} ± {references[:50].std():.3f}")
     for seed in range(args.draws):
-        images = sample_images(decoder, 200, threshold=metadata.generator.threshold, seed=seed)
+        images = sample_images(decoder, 200, threshold=metadata.generator.threshold,
+                               fraction_map=metadata.generator.fraction_map, seed=seed)
         fraction = images.reshape(images.shape[0], -1).mean(axis=1)
         images = images[(fraction > 0) & (fraction < 1)]
         moduli = modulus(images[:50])

@@ -3,10 +3,13 @@
 1. A training set of periodic two-phase images, 32 × 32 pixels, volume fraction 0.4 of the stiff
    phase, from thresholded Gaussian random fields (correlation length 2.5 pixels).
 2. A small convolutional VAE (circular padding, 16 latent variables) trained on them on CPU; the
-   cut of its probability maps is calibrated once on the training reconstructions.
+   cut of its probability maps is calibrated once: each map's most probable pixels become phase
+   1, as many as ``offset + scale × mean probability`` of the map, the two numbers fixed so that
+   the fractions of prior samples have the training images' mean and spread (one level for all
+   maps turns the decoder's soft phase boundaries into extra scatter of fraction and stiffness).
 3. The decoder deployed as a ScaleLink model file of kind ``generator`` (TorchScript, with latent
-   size, image size, cut and training volume fraction in its metadata), loaded back through the
-   bridge, and sampled: standard-normal latent vectors → images cut at the file's threshold.
+   size, image size, cuts and training volume fraction in its metadata), loaded back through the
+   bridge, and sampled: standard-normal latent vectors → images cut as the file says.
 4. Each image becomes a periodic dolfinx RVE with phase tags (one pixel = two triangles;
    plane strain, E = 1 and 10, ν = 0.3) whose effective stiffness comes from the periodic
    cell problem of ``scalelink.fe2``.
@@ -37,6 +40,7 @@ from scipy.stats import ks_2samp
 from scalelink.fe2 import LinearElastic, isotropic_stiffness
 from scalelink.microstructure import (
     VAETraining,
+    calibrate_fraction_map,
     calibrate_threshold,
     effective_stiffnesses,
     gaussian_random_field_images,
@@ -72,12 +76,15 @@ def main() -> None:
     model, losses = train_vae(training, VAETraining(epochs=epochs))
     seconds = time.perf_counter() - start
     threshold = calibrate_threshold(model, training)
+    fraction_map = calibrate_fraction_map(model.decoder, training)
 
     folder = args.out or Path(tempfile.mkdtemp())
     path = folder / "microstructure_generator.pt"
-    save_generator(model.decoder, path, threshold=threshold, volume_fraction=float(training.mean()))
+    save_generator(model.decoder, path, threshold=threshold, volume_fraction=float(training.mean()),
+                   fraction_map=fraction_map)
     decoder, metadata = load_generator(path)
-    generated = sample_images(decoder, 200, threshold=metadata.generator.threshold, seed=5)
+    generated = sample_images(decoder, 200, threshold=metadata.generator.threshold,
+                              fraction_map=metadata.generator.fraction_map, seed=5)
     fraction = generated.reshape(generated.shape[0], -1).mean(axis=1)
     two_phase = generated[(fraction > 0) & (fraction < 1)]
 
@@ -89,7 +96,8 @@ def main() -> None:
     ks = ks_2samp(moduli_gen, moduli_train)
 
     print(f"VAE: {count} images, {epochs} epochs, {seconds:.0f} s on CPU, loss "
-          f"{losses[0]:.1f} -> {losses[-1]:.1f} nats/image; cut {threshold:.3f}; generator {path} "
+          f"{losses[0]:.1f} -> {losses[-1]:.1f} nats/image; cut {threshold:.3f}, fraction map "
+          f"{fraction_map[0]:.4f} + {fraction_map[1]:.4f} p; generator {path} "
           f"(kind {metadata.kind}, latent {metadata.generator.latent_size}, "
           f"{metadata.generator.image_size} x {metadata.generator.image_size})")
     print(f"generated {generated.shape[0]} images, {two_phase.shape[0]} with both phases")

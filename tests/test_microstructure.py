@@ -26,11 +26,13 @@ from scipy.stats import norm
 
 from scalelink.bridge import keys
 from scalelink.bridge.errors import ConfigError, DataError, ModelFileError
-from scalelink.bridge.model_file import load_model
+from scalelink.bridge.model_file import GeneratorInfo, load_model
 from scalelink.fe2 import LinearElastic, isotropic_stiffness, laminate_stiffness
 from scalelink.microstructure import (
     PhaseDecoder,
+    calibrate_fraction_map,
     convert_decoder_file,
+    cut_maps,
     effective_stiffnesses,
     gaussian_random_field_images,
     load_generator,
@@ -140,6 +142,58 @@ def test_generator_file_round_trip(tmp_path) -> None:
         assert torch.equal(loaded(z), decoder(z))
     # the bridge's own reader sees the same file
     assert load_model(tmp_path / "d.pt")[1] == metadata
+
+
+def test_per_image_cut_sets_the_most_probable_pixels() -> None:
+    """With a fraction map each image holds round((offset + scale × mean p) N²) phase-1 pixels,
+    clipped to one pixel of each phase, and they are the map's most probable ones."""
+    rng = np.random.default_rng(3)
+    maps = rng.uniform(size=(40, 8, 8)) ** rng.uniform(0.2, 5.0, size=(40, 1, 1))
+    offset, scale = -0.3, 1.7
+    images = cut_maps(maps, fraction_map=(offset, scale))
+    for probability, image in zip(maps, images):
+        wanted = min(max(round((offset + scale * probability.mean()) * 64), 1), 63)
+        assert image.sum() == wanted
+        assert probability[image == 1].min() > probability[image == 0].max()
+    assert {int(images.reshape(40, -1).sum(axis=1).min()), int(images.reshape(40, -1).sum(axis=1).max())} == {1, 63}
+    np.testing.assert_array_equal(cut_maps(maps, threshold=0.3), (maps > 0.3).astype(np.int8))
+
+
+def test_fraction_map_gives_prior_samples_the_training_spread() -> None:
+    """Calibrated on prior samples, the per-image cut gives generated fractions the training
+    images' mean and standard deviation (to the pixel rounding), for a decoder whose maps are
+    far from it."""
+    torch.manual_seed(2)
+    decoder = PhaseDecoder(latent_size=4, image_size=16, channels=8)
+    training = gaussian_random_field_images(300, 16, volume_fraction=0.35, correlation_length=2.0, seed=6)
+    offset, scale = calibrate_fraction_map(decoder, training, samples=2000, seed=9)
+    generated = sample_images(decoder, 2000, fraction_map=(offset, scale), seed=9)
+    fractions, wanted = volume_fraction(generated), training.reshape(300, -1).mean(axis=1)
+    assert abs(fractions.mean() - wanted.mean()) < 1.0 / 256
+    assert abs(fractions.std() - wanted.std()) < 0.05 * wanted.std()
+    with pytest.raises(ConfigError, match="samples >= 2"):
+        calibrate_fraction_map(decoder, training, samples=1)
+
+
+def test_generator_fraction_map_in_the_file(tmp_path) -> None:
+    """The fraction map travels in the file and gives the same images; files written without
+    one read as ``None`` (one cut); a bad map is refused with its value."""
+    torch.manual_seed(0)
+    decoder = PhaseDecoder(latent_size=4, image_size=16, channels=8)
+    save_generator(decoder, tmp_path / "d.pt", threshold=0.45, volume_fraction=0.3, fraction_map=(0.05, 0.9))
+    loaded, metadata = load_generator(tmp_path / "d.pt")
+    assert metadata.generator.fraction_map == (0.05, 0.9)
+    np.testing.assert_array_equal(
+        sample_images(loaded, 5, fraction_map=metadata.generator.fraction_map, seed=4),
+        sample_images(decoder, 5, fraction_map=(0.05, 0.9), seed=4))
+    assert load_model(tmp_path / "d.pt")[1] == metadata
+    older = {"latent_size": 4, "image_size": 16, "threshold": 0.45, "volume_fraction": 0.3,
+             "architecture": {"type": "conv_decoder"}}
+    assert GeneratorInfo.from_dict(older, "old.pt").fraction_map is None
+    with pytest.raises(ModelFileError, match=r"fraction_map \(0\.0, -1\.0\) must be \(offset, scale\)"):
+        save_generator(decoder, tmp_path / "bad.pt", threshold=0.45, volume_fraction=0.3, fraction_map=(0.0, -1.0))
+    with pytest.raises(ModelFileError, match="old.pt: .*fraction_map"):
+        GeneratorInfo.from_dict({**older, "fraction_map": [0.1]}, "old.pt")
 
 
 def test_generator_file_errors(tmp_path) -> None:

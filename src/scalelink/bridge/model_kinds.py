@@ -237,6 +237,8 @@ class GeneratorInfo:
         volume_fraction: the training images' mean fraction of phase 1, in [0, 1].
         architecture: a summary of the network, e.g. ``{"type": "conv_decoder",
             "channels": 16, "padding": "circular"}``.
+        fraction_map: ``(offset, scale)`` of the per-image cut, ``scale > 0``; ``None`` (files
+            written without it) cuts every map at ``threshold``.
     """
 
     latent_size: int
@@ -244,6 +246,7 @@ class GeneratorInfo:
     threshold: float
     volume_fraction: float
     architecture: dict[str, Any]
+    fraction_map: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.latent_size < 1 or self.image_size < 2:
@@ -255,18 +258,29 @@ class GeneratorInfo:
             raise ModelFileError(f"generator threshold {self.threshold!r} must lie in (0, 1)")
         if not 0.0 <= self.volume_fraction <= 1.0:
             raise ModelFileError(f"generator volume_fraction {self.volume_fraction!r} must lie in [0, 1]")
+        if self.fraction_map is not None and not (
+                len(self.fraction_map) == 2 and all(math.isfinite(v) for v in self.fraction_map)
+                and self.fraction_map[1] > 0.0):
+            raise ModelFileError(
+                f"generator fraction_map {self.fraction_map!r} must be (offset, scale) with finite values and "
+                "scale > 0; calibrate it with scalelink.microstructure.calibrate_fraction_map")
 
     @classmethod
     def from_dict(cls, raw: Any, source: str) -> GeneratorInfo:
-        """Parse the ``generator`` object of the metadata; unknown or missing keys are refused."""
+        """Parse the ``generator`` object of the metadata; unknown or missing keys are refused
+        (``fraction_map`` may be absent: files written before it existed)."""
+        if isinstance(raw, dict) and "fraction_map" not in raw:
+            raw = {**raw, "fraction_map": None}
         raw = _exact_object(cls, raw, keys.GENERATOR, source)
         try:
+            fraction_map = raw["fraction_map"]
             return cls(
                 latent_size=int(raw["latent_size"]),
                 image_size=int(raw["image_size"]),
                 threshold=float(raw["threshold"]),
                 volume_fraction=float(raw["volume_fraction"]),
                 architecture=dict(raw["architecture"]),
+                fraction_map=None if fraction_map is None else tuple(float(v) for v in fraction_map),
             )
         except (TypeError, ValueError) as exc:
             raise ModelFileError(

@@ -2,7 +2,8 @@
 
 :func:`save_generator` scripts a :class:`~scalelink.microstructure.vae.PhaseDecoder` and writes
 it through :mod:`scalelink.bridge` with the latent size, image size, the calibrated cut of the
-probability maps and the training set's volume fraction in the metadata (``generator``);
+probability maps (one level, and optionally the per-image fraction map) and the training set's
+volume fraction in the metadata (``generator``);
 :func:`load_generator` reads it back and checks the kind and that the scripted decoder has the
 sizes the metadata states. The file loads without this package (``torch.jit.load``).
 
@@ -33,18 +34,19 @@ _LEGACY_KEYS = ("format_version", "kind", "latent_size", "image_size", "threshol
 
 
 def _save(scripted: torch.jit.ScriptModule, path: str | os.PathLike[str], *, threshold: float,
-          volume_fraction: float) -> None:
+          volume_fraction: float, fraction_map: tuple[float, float] | None = None) -> None:
     weights = next(iter(scripted.parameters()))
     info = GeneratorInfo(
         latent_size=int(scripted.latent_size), image_size=int(scripted.image_size), threshold=float(threshold),
         volume_fraction=float(volume_fraction),
-        architecture={"type": "conv_decoder", "channels": int(scripted.channels), "padding": "circular"})
+        architecture={"type": "conv_decoder", "channels": int(scripted.channels), "padding": "circular"},
+        fraction_map=None if fraction_map is None else (float(fraction_map[0]), float(fraction_map[1])))
     dtype = str(weights.dtype).removeprefix("torch.")
     save_model(scripted, path, ModelMetadata.for_generator(info, dtype=dtype, versions=package_versions()))
 
 
 def save_generator(decoder: PhaseDecoder, path: str | os.PathLike[str], *, threshold: float,
-                   volume_fraction: float) -> None:
+                   volume_fraction: float, fraction_map: tuple[float, float] | None = None) -> None:
     """Script ``decoder`` and write it as a model file of kind ``generator``.
 
     Args:
@@ -52,16 +54,20 @@ def save_generator(decoder: PhaseDecoder, path: str | os.PathLike[str], *, thres
         path: destination file; its folder must exist.
         threshold: the cut of the probability maps (:func:`~scalelink.microstructure.vae.calibrate_threshold`).
         volume_fraction: the training images' mean fraction of phase 1.
+        fraction_map: ``(offset, scale)`` of the per-image cut
+            (:func:`~scalelink.microstructure.vae.calibrate_fraction_map`); ``None``: one cut,
+            ``threshold``, for every map.
 
     Raises:
-        ModelFileError: ``threshold`` not in (0, 1), ``volume_fraction`` not in [0, 1], or the
-            folder of ``path`` is missing.
+        ModelFileError: ``threshold`` not in (0, 1), ``volume_fraction`` not in [0, 1],
+            ``fraction_map`` not two finite numbers with a positive scale, or the folder of
+            ``path`` is missing.
         NonFiniteError: a weight is NaN or infinite.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning))
         scripted = torch.jit.script(decoder.eval())
-    _save(scripted, path, threshold=threshold, volume_fraction=volume_fraction)
+    _save(scripted, path, threshold=threshold, volume_fraction=volume_fraction, fraction_map=fraction_map)
 
 
 def _is_legacy(path: str) -> bool:
@@ -75,7 +81,8 @@ def _is_legacy(path: str) -> bool:
 def load_generator(path: str | os.PathLike[str],
                    device: str | torch.device = "cpu") -> tuple[torch.jit.ScriptModule, ModelMetadata]:
     """Load a model file of kind ``generator``: the scripted decoder (eval mode) and its metadata
-    (``metadata.generator`` holds latent size, image size, threshold and volume fraction).
+    (``metadata.generator`` holds latent size, image size, threshold, volume fraction and the
+    fraction map, ``None`` in files written without one).
 
     Raises:
         ModelFileError: the file is missing or unreadable, is of another kind, has incomplete

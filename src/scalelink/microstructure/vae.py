@@ -2,7 +2,8 @@
 
 Encoder and decoder use circular padding, so the learned images stay periodic like the RVEs
 they feed. The decoder alone is deployed: latent vectors ``(n, latent_size)`` in, phase-1
-probabilities ``(n, N, N)`` out; an image is the probability map cut at 0.5. Training
+probabilities ``(n, N, N)`` out; an image is the probability map cut at a calibrated level
+(:func:`calibrate_threshold`), or each map at its own level (:func:`calibrate_fraction_map`). Training
 maximises the evidence lower bound (binary cross-entropy of the pixels plus ``β`` times the KL
 divergence of the posterior from the standard normal prior) with Adam on CPU.
 """
@@ -21,8 +22,8 @@ from scalelink.bridge.errors import ConfigError
 
 from .images import check_two_phase
 
-__all__ = ["PhaseDecoder", "PhaseVAE", "VAETraining", "calibrate_threshold", "sample_images",
-           "train_vae"]
+__all__ = ["PhaseDecoder", "PhaseVAE", "VAETraining", "calibrate_fraction_map", "calibrate_threshold",
+           "cut_maps", "sample_images", "train_vae"]
 
 
 def _conv(inputs: int, outputs: int) -> nn.Conv2d:
@@ -165,14 +166,60 @@ def calibrate_threshold(model: PhaseVAE, images: npt.ArrayLike) -> float:
     return float(torch.quantile(probability.flatten(), 1.0 - float(data.mean())))
 
 
+def calibrate_fraction_map(decoder: torch.nn.Module, images: npt.ArrayLike, *, samples: int = 4096,
+                           seed: int = 12345) -> tuple[float, float]:
+    """``(offset, scale)`` of the per-image cut: an image's phase-1 fraction is
+    ``offset + scale × p̄``, ``p̄`` the mean probability of its map.
+
+    A single cut turns the decoder's soft boundaries into extra scatter of the volume fraction
+    (and of everything that follows it, such as stiffness): generated fractions spread wider than
+    the training set's. This map is fixed once, by matching the mean and standard deviation of
+    ``p̄`` over ``samples`` standard-normal latent vectors to those of the training images'
+    fractions; generated fractions and correlations remain independent checks.
+
+    Raises:
+        ConfigError: ``samples < 2``, or the decoder's maps all have the same mean probability.
+    """
+    if samples < 2:
+        raise ConfigError(f"need samples >= 2 to calibrate the fraction map, got {samples!r}")
+    array = check_two_phase(images)
+    fractions = array.reshape(-1, array.shape[-1] * array.shape[-2]).mean(axis=1)
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(samples, int(decoder.latent_size), generator=generator)
+    with torch.no_grad():
+        soft = decoder(z).reshape(samples, -1).mean(dim=1).double().numpy()
+    if not soft.std() > 0.0:
+        raise ConfigError("the decoder's maps all have the same mean probability: it has not learned the "
+                          "images (train longer), so the fraction map cannot be calibrated")
+    scale = float(fractions.std() / soft.std()) if fractions.std() > 0.0 else float(np.finfo(float).eps)
+    return float(fractions.mean() - scale * soft.mean()), scale
+
+
+def cut_maps(probability: npt.ArrayLike, *, threshold: float = 0.5,
+             fraction_map: tuple[float, float] | None = None) -> np.ndarray:
+    """Probability maps ``(n, N, N)`` → two-phase images: cut at ``threshold``, or, with
+    ``fraction_map = (offset, scale)``, each map's ``round(f N²)`` most probable pixels set to
+    phase 1, ``f = offset + scale × mean(map)`` kept within one pixel of each phase."""
+    maps = np.asarray(probability, dtype=np.float64)
+    if fraction_map is None:
+        return (maps > threshold).astype(np.int8)
+    offset, scale = fraction_map
+    flat = maps.reshape(maps.shape[0], -1)
+    pixels = flat.shape[1]
+    counts = np.clip(np.rint((offset + scale * flat.mean(axis=1)) * pixels), 1, pixels - 1)
+    ranks = np.argsort(np.argsort(-flat, axis=1, kind="stable"), axis=1, kind="stable")
+    return (ranks < counts[:, None]).reshape(maps.shape).astype(np.int8)
+
+
 def sample_images(decoder: torch.nn.Module, count: int, *, threshold: float = 0.5,
-                  seed: int = 0) -> np.ndarray:
-    """``count`` images ``(count, N, N)`` decoded from standard-normal latent vectors and cut at
-    ``threshold``; ``decoder`` is a :class:`PhaseDecoder` or its deployed TorchScript copy."""
+                  fraction_map: tuple[float, float] | None = None, seed: int = 0) -> np.ndarray:
+    """``count`` images ``(count, N, N)`` decoded from standard-normal latent vectors and cut by
+    :func:`cut_maps`; ``decoder`` is a :class:`PhaseDecoder` or its deployed TorchScript copy
+    (pass its metadata's ``threshold`` and ``fraction_map``)."""
     if count < 1 or not 0.0 < threshold < 1.0:
         raise ConfigError(f"need count >= 1 and 0 < threshold < 1, got {count!r}, {threshold!r}")
     generator = torch.Generator().manual_seed(seed)
     z = torch.randn(count, int(decoder.latent_size), generator=generator)
     with torch.no_grad():
         probability = decoder(z)
-    return (probability > threshold).numpy().astype(np.int8)
+    return cut_maps(probability.numpy(), threshold=threshold, fraction_map=fraction_map)
