@@ -1,6 +1,6 @@
 """How often the generated microstructures pass the stiffness KS test: one VAE, many sample draws.
 
-    python benchmarks/bench_microstructure_ks.py [--epochs 60] [--images 512] [--draws 8]
+    python benchmarks/bench_microstructure_ks.py [--epochs 60] [--images 512] [--draws 8] [--channels C] [--single-cut]
 
 Trains the VAE of ``examples/microstructure_vae.py`` on the same training images (Gaussian random
 fields, 32 × 32, φ = 0.4, correlation length 2.5 px, seed 1), then draws ``--draws`` independent
@@ -45,14 +45,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--draws", type=int, default=8)
+    parser.add_argument("--single-cut", action="store_true", help="cut every map at one level (no fraction map)")
+    parser.add_argument("--channels", type=int, default=VAETraining.channels, help="widest convolution of the VAE")
     args = parser.parse_args()
     torch.set_num_threads(1)
     training = gaussian_random_field_images(args.images, 32, volume_fraction=0.4, correlation_length=2.5, seed=1)
     start = time.perf_counter()
-    model, _ = train_vae(training, VAETraining(epochs=args.epochs))
-    print(f"VAE: {args.images} images, {args.epochs} epochs, {time.perf_counter() - start:.0f} s", flush=True)
+    model, _ = train_vae(training, VAETraining(epochs=args.epochs, channels=args.channels))
+    print(f"VAE: {args.images} images, {args.epochs} epochs, {args.channels} channels, "
+          f"{time.perf_counter() - start:.0f} s", flush=True)
     threshold = calibrate_threshold(model, training)
-    fraction_map = calibrate_fraction_map(model.decoder, training)
+    fraction_map = None if args.single_cut else calibrate_fraction_map(model.decoder, training)
     path = Path(tempfile.mkdtemp()) / "generator.pt"
     save_generator(model.decoder, path, threshold=threshold, volume_fraction=float(training.mean()),
                    fraction_map=fraction_map)

@@ -100,7 +100,7 @@ class VAETraining:
     """
 
     latent_size: int = 16
-    channels: int = 16
+    channels: int = 32
     epochs: int = 30
     batch_size: int = 32
     learning_rate: float = 2e-3
