@@ -40,7 +40,7 @@ def _save(scripted: torch.jit.ScriptModule, path: str | os.PathLike[str], *, thr
         latent_size=int(scripted.latent_size), image_size=int(scripted.image_size), threshold=float(threshold),
         volume_fraction=float(volume_fraction),
         architecture={"type": "conv_decoder", "channels": int(scripted.channels), "padding": "circular"},
-        fraction_map=None if fraction_map is None else (float(fraction_map[0]), float(fraction_map[1])))
+        fraction_map=None if fraction_map is None else tuple(float(v) for v in fraction_map))
     dtype = str(weights.dtype).removeprefix("torch.")
     save_model(scripted, path, ModelMetadata.for_generator(info, dtype=dtype, versions=package_versions()))
 
