@@ -300,8 +300,9 @@ def test_a_kinematics_row_has_the_width_python_reads() -> None:
     # the fix's kinematics rows are `width` long wherever it packs or reads them
     widths = re.findall(r"const int width = ([^;]+);", _masked(COUPLE_CPP.read_text(encoding="utf-8")))
     assert widths, f"{COUPLE_CPP} no longer sets `const int width = ...;`"
-    # the coupled strip is 2D: [id, ux, uy, vx, vy]
-    assert [_c_expression(w, {"dim": 2}) for w in widths] == [_constants(MD_ATOMS_PY)["KINEMATICS"]] * len(widths)
+    # the 2D strip sends [id, ux, uy, vx, vy], the 3D bar [id, ux, uy, uz, vx, vy, vz]
+    for dim, name in ((2, "KINEMATICS"), (3, "KINEMATICS_3D")):
+        assert [_c_expression(w, {"dim": dim}) for w in widths] == [_constants(MD_ATOMS_PY)[name]] * len(widths)
 
 
 # ---- units ------------------------------------------------------------------------------

@@ -53,20 +53,30 @@ class Potential:
             message-passing network. The held pad of atoms around a relaxed region must be at
             least this thick, or atoms near it feel the pad's missing neighbours.
         mass: atomic mass, g/mol (set after ``lines``).
+        element: for a many-body style whose ``pair_coeff * * FILE ELEMENT`` maps types to elements
+            (``eam/alloy``, ``scalelink``): the element, so that :meth:`commands` can map several atom
+            types to it. ``None``: the lines serve every type as they are (e.g. ``pair_coeff * * ε σ``).
     """
 
     lines: tuple[str, ...]
     cutoff: float
     reach: float
     mass: float = 63.546
+    element: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.cutoff <= self.reach:
             raise ConfigError(f"cutoff={self.cutoff} Å, reach={self.reach} Å; expected 0 < cutoff <= reach")
 
-    def commands(self) -> str:
-        """The input lines, then the mass of type 1."""
-        return "\n".join([*self.lines, f"mass 1 {self.mass:.17g}"]) + "\n"
+    def commands(self, types: int = 1) -> str:
+        """The input lines for atom types ``1..types`` (all of this element), then their mass."""
+        lines = list(self.lines)
+        if types > 1 and self.element is not None:
+            mapped = " ".join([self.element] * types)
+            lines = [line.rsplit(maxsplit=1)[0] + " " + mapped if line.split()[:3] == ["pair_coeff", "*", "*"]
+                     else line for line in lines]
+        mass = "mass 1" if types == 1 else "mass *"
+        return "\n".join([*lines, f"{mass} {self.mass:.17g}"]) + "\n"
 
     @classmethod
     def eam_alloy(cls, path: str, element: str, *, mass: float | None = None) -> Potential:
@@ -88,7 +98,7 @@ class Potential:
         cutoff = float(header[4].split()[4])
         if mass is None:
             mass = _setfl_mass(path, elements.index(element), header)
-        return cls(("pair_style eam/alloy", f"pair_coeff * * {path} {element}"), cutoff, 2.0 * cutoff, mass)
+        return cls(("pair_style eam/alloy", f"pair_coeff * * {path} {element}"), cutoff, 2.0 * cutoff, mass, element)
 
     @classmethod
     def scalelink(cls, path: str, element: str, *, mass: float, extra: str = "") -> Potential:
@@ -101,7 +111,7 @@ class Potential:
             raise ConfigError(f"element {element!r} is not a species of {path} ({list(meta.species)})")
         layers = max(int(meta.num_layers), 1)
         return cls((f"pair_style scalelink {extra}".strip(), f"pair_coeff * * {path} {element}"),
-                   float(meta.cutoff), 2.0 * layers * float(meta.cutoff), mass)
+                   float(meta.cutoff), 2.0 * layers * float(meta.cutoff), mass, element)
 
 
 def _setfl_mass(path: str, index: int, header: list[str]) -> float:

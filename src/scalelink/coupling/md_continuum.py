@@ -34,6 +34,7 @@ from scalelink.bridge.errors import ConfigError, DataError
 from .dispersion import MVV2E
 from .md_kernel import EnvelopeSolver
 from .md_mesh import BandAtoms, StripMesh, aij, lu_solver
+from .wave_bar import WaveBar
 from .wave_strip import WaveStrip
 
 if TYPE_CHECKING:
@@ -49,8 +50,8 @@ class ContinuumStrip:
 
     Args:
         comm: the FE group's communicator.
-        strip: the geometry (the same on every rank of both groups).
-        stiffness: Cauchy–Born Mandel stiffness ``(3, 3)``, eV/Å².
+        strip: the geometry (the same on every rank of both groups): a 2D strip or a 3D bar.
+        stiffness: Cauchy–Born Mandel stiffness, ``(3, 3)`` eV/Å² in 2D, ``(6, 6)`` eV/Å³ in 3D.
         mass_blend: β in ``(1 − β) M_lumped + β M_consistent`` (0: lumped, no solve).
 
     Attributes:
@@ -58,13 +59,14 @@ class ContinuumStrip:
         is_pad: ``(n,)`` mask of the pad atoms among them.
     """
 
-    def __init__(self, comm: MPI.Comm, strip: WaveStrip, stiffness: np.ndarray, *, mass_blend: float,
+    def __init__(self, comm: MPI.Comm, strip: WaveStrip | WaveBar, stiffness: np.ndarray, *, mass_blend: float,
                  gram_blend: float = 0.0) -> None:
         from petsc4py import PETSc
 
         if not 0.0 <= mass_blend <= 1.0:
             raise ConfigError(f"mass_blend={mass_blend}; expected 0 <= β <= 1 (0 lumped, 1 consistent)")
         self.comm, self.strip, self.beta = comm, strip, float(mass_blend)
+        self.dim = strip.dim
         self.theta = float(gram_blend)
         if not 0.0 <= self.theta <= 1.0:
             raise ConfigError(f"gram_blend={gram_blend}; expected 0 <= θ <= 1 (0: the L2 projection)")
@@ -85,7 +87,7 @@ class ContinuumStrip:
             self.M.setDiagonal(diag)
             self.M.zeroRowsColumns(fixed, diag=1.0)
             self._mass_ksp = lu_solver(self.M)
-            self._mass_envelope = EnvelopeSolver.for_matrix(self.M)  # the same solve, compiled (one FE rank)
+            self._mass_envelope = EnvelopeSolver.for_matrix(self.M, self.dim)  # the same solve, compiled (one FE rank)
         else:
             self._mass_ksp = self._mass_envelope = None
         self._inv_lumped = np.where(self.free, 1.0 / np.where(lumped > 0.0, lumped, 1.0), 0.0)
@@ -125,7 +127,7 @@ class ContinuumStrip:
         self.rate = np.where(hs, s.config.fine_damping * alpha, 0.0)[:, None]
         self.inv_weight = np.where(hs, 1.0 / np.where(hs, 1.0 - alpha, 1.0), 0.0)[:, None]  # 1/(1 − α)
         d_inv = self.B.createVecs()[1]
-        d_inv.array[:] = np.repeat(self.inv_weight[:, 0] / self.atom_mass, 2)
+        d_inv.array[:] = np.repeat(self.inv_weight[:, 0] / self.atom_mass, self.dim)
         scaled = self.B.copy()
         scaled.diagonalScale(L=d_inv)
         gram = self.B.transposeMatMult(self.B)
@@ -138,7 +140,7 @@ class ContinuumStrip:
         lumped_gram = gram.getRowSum()
         lumped_gram.scale(self.theta)
         self.gram.setDiagonal(lumped_gram, addv=PETSc.InsertMode.ADD_VALUES)
-        node_alpha = np.repeat(s.alpha(g.node_x[:, 0]), 2)
+        node_alpha = np.repeat(s.alpha(g.node_x[:, 0]), self.dim)
         if np.any(constrained & ((node_alpha <= 0.0) | ~self.free)):
             raise DataError("a constrained node is held or has α = 0; the handshake must start one element after X_a")
         weight = self.gram.createVecs()[0]  # FE half of the metric: 1/(α m_lumped) on constrained DOFs
@@ -151,7 +153,7 @@ class ContinuumStrip:
         self._j = np.flatnonzero(constrained)
         self._j_weight = weight.array[self._j].copy()
         self._is_j = PETSc.IS().createGeneral((g.start + self._j).astype(PETSc.IntType), comm=self.comm)
-        self._is_fe = PETSc.IS().createStride(2 * g.n_own, first=g.start, step=1, comm=self.comm)
+        self._is_fe = PETSc.IS().createStride(self.dim * g.n_own, first=g.start, step=1, comm=self.comm)
         first, last = self.B.getOwnershipRange()
         self._is_atoms = PETSc.IS().createStride(last - first, first=first, step=1, comm=self.comm)
         self.constraint_operator = op.createSubMatrix(self._is_j, self._is_j)
@@ -159,7 +161,7 @@ class ContinuumStrip:
         self.B_j = self.B.createSubMatrix(self._is_atoms, self._is_j)
         self.gram_j = self.gram.createSubMatrix(self._is_j, self._is_j)
         l2 = gram.createSubMatrix(self._is_j, self._is_j)  # L2 projection onto the mesh
-        self._l2_ksp, self._l2_envelope = lu_solver(l2), EnvelopeSolver.for_matrix(l2)
+        self._l2_ksp, self._l2_envelope = lu_solver(l2), EnvelopeSolver.for_matrix(l2, self.dim)
         self._atom_vecs = [self.B.createVecs()[1] for _ in range(6)]
         self._reply_pre = self.B.createVecs()[1]
         self._g, self._g0, self._lam, self._j_tmp, self._j_vec, self._j_coef = (
@@ -184,7 +186,7 @@ class ContinuumStrip:
             rows.append(keep)
             cols.append(np.full(len(keep), dof))
             vals.append(response.array[keep])
-        n = 2 * self.grid.n_own
+        n = self.dim * self.grid.n_own
         self.Z = aij(self.comm, n, n, np.concatenate(rows), np.concatenate(cols), np.concatenate(vals))
         self._gram_z = self.gram.matMult(self.Z).createSubMatrix(self._is_j, self._is_fe)
         self._pad_z = self.B_pad.matMult(self.Z)
@@ -237,8 +239,8 @@ class ContinuumStrip:
         constraint residual and of the pad displacements.
 
         Args:
-            u_atoms: displacement ``(n, 2)`` (Å) of the handled atoms at step n.
-            v_atoms: velocity ``(n, 2)`` (Å/ps) at n − 1/2 (at n for the first step of a run).
+            u_atoms: displacement ``(n, dim)`` (Å) of the handled atoms at step n.
+            v_atoms: velocity ``(n, dim)`` (Å/ps) at n − 1/2 (at n for the first step of a run).
             dt: time step, ps.
         """
         kick = self._kick
@@ -246,7 +248,7 @@ class ContinuumStrip:
         ua.array[:] = u_atoms.ravel()
         self.F.multTranspose(ua, self._us)
         # the handshake atoms: fine-scale damping against the FE velocity under them
-        self._force = (self.atom_mass * self.rate) * (bv.array.reshape(-1, 2) - v_atoms)
+        self._force = (self.atom_mass * self.rate) * (bv.array.reshape(-1, self.dim) - v_atoms)
         va.array[:] = (v_atoms + (kick / self.atom_mass) * self._force).ravel()  # v* without the LAMMPS force
         self.B_j.multTranspose(va, self._g)
         self._g.axpy(-1.0, self._g0)
@@ -263,11 +265,11 @@ class ContinuumStrip:
         """The rest of the step, once the atoms' forces are in: what the handled atoms must do.
 
         Args:
-            f_atoms: LAMMPS force ``(n, 2)`` (eV/Å) at step n of the atoms given to :meth:`prepare`.
+            f_atoms: LAMMPS force ``(n, dim)`` (eV/Å) at step n of the atoms given to :meth:`prepare`.
             dt: time step, ps.
 
         Returns:
-            ``(n, 2)``: on handshake atoms the coupling force (eV/Å), on pad atoms the displacement at
+            ``(n, dim)``: on handshake atoms the coupling force (eV/Å), on pad atoms the displacement at
             n + 1 (Å), zero elsewhere (the rows are disjoint). A view, valid until the next step. Call
             :meth:`advance` afterwards.
         """
@@ -280,7 +282,7 @@ class ContinuumStrip:
         # reply = what does not depend on λ + R λ, R = −(1/(1−α) kick) B_j on handshake rows, dt B_pad W G on pad rows
         response = self._reply_map if kick == dt else self.reply_matrix(kick, dt)
         response.multAdd(self._lam, self._reply_pre, reply)
-        return reply.array.reshape(-1, 2)
+        return reply.array.reshape(-1, self.dim)
 
     def complete_compiled(self, kernel: CriticalPath) -> None:
         """:meth:`complete` and the reply's send by the compiled ``kernel``, which also waits for the forces
@@ -292,7 +294,7 @@ class ContinuumStrip:
         from petsc4py import PETSc
 
         scale = self.B_j.createVecs()[1]
-        scale.array[:] = np.repeat(-self.inv_weight[:, 0] / kick, 2)
+        scale.array[:] = np.repeat(-self.inv_weight[:, 0] / kick, self.dim)
         response = self.B_j.copy()
         response.diagonalScale(L=scale)
         response.axpy(dt, self._pad_wg, structure=PETSc.Mat.Structure.DIFFERENT_NONZERO_PATTERN)
@@ -317,7 +319,7 @@ class ContinuumStrip:
         self.v.array[:] = 0.5 * (self.v.array + self._v_previous.array)
 
     def set_state(self, displacement: Field) -> None:
-        """Every node at ``displacement(x (m, 2)) -> (m, 2)`` (Å), every velocity 0."""
+        """Every node at ``displacement(x (m, dim)) -> (m, dim)`` (Å), every velocity 0."""
         self.u.array[:] = np.asarray(displacement(self.grid.node_x), dtype=float).ravel()
         self.v.set(0.0)
 

@@ -44,6 +44,7 @@ class ReplyOperators(Protocol):
     operator, the coupling matrix ``B_j`` and the reply map ``R`` for a kick (all PETSc)."""
 
     comm: Any
+    dim: int
     constraint_operator: Any
     B_j: Any
 
@@ -166,13 +167,13 @@ class EnvelopeSolver:
     Build it with :meth:`for_matrix`, which returns ``None`` where it does not apply.
     """
 
-    def __init__(self, a: Any) -> None:
+    def __init__(self, a: Any, dim: int = 2) -> None:
         self._handle = None
         lib = kernel_library()
         if lib is None:
             raise DataError(f"{_LIBRARY_NAME} is not installed next to {__file__}; reinstall ScaleLink (pip install .)")
         self._lib, self.size = lib, a.shape[0]
-        self.width = component_width(a, 2)
+        self.width = component_width(a, dim)
         self._arrays = envelope_cholesky(a, self.width)
         perm, first, start, values = self._arrays
         self._handle = lib.slk_factor_create(len(perm), self.width, perm.ctypes.data, first.ctypes.data,
@@ -181,12 +182,13 @@ class EnvelopeSolver:
             raise MemoryError("the envelope factor could not allocate its buffers")
 
     @classmethod
-    def for_matrix(cls, mat: Any) -> EnvelopeSolver | None:
-        """The solver for a PETSc matrix on one rank, or ``None`` (several ranks, not built, not symmetric)."""
+    def for_matrix(cls, mat: Any, dim: int = 2) -> EnvelopeSolver | None:
+        """The solver for a PETSc matrix on one rank whose unknowns come in rows of ``dim`` components, or
+        ``None`` (several ranks, not built, not symmetric)."""
         if mat.getComm().getSize() != 1 or kernel_library() is None:
             return None
         a = _scipy(mat)
-        return cls(a) if _is_symmetric(a) else None
+        return cls(a, dim) if _is_symmetric(a) else None
 
     def solve(self, b: np.ndarray, x: np.ndarray) -> None:
         """``x = A⁻¹ b`` (contiguous float64 arrays of the matrix's size; may be the same array)."""
@@ -225,7 +227,7 @@ class CriticalPath:
         a = _scipy(c.constraint_operator)
         if not _is_symmetric(a):
             raise DataError("the constraint operator is not symmetric; the compiled path needs it SPD")
-        self.width = component_width(a, 2)
+        self.width = component_width(a, c.dim)
         perm, first, start, values = envelope_cholesky(a, self.width)
         bt = _csr(c.B_j, transpose=True)
         full = _csr(c.reply_matrix(dt, dt))
@@ -234,7 +236,7 @@ class CriticalPath:
         arrays = [*bt, *full, *half, perm, first, start, values]
         self._keep = arrays
         pointers = [x.ctypes.data for x in arrays]
-        self._handle = lib.slk_create(self.n_f, 2, len(perm), self.width, *pointers, float(spin))
+        self._handle = lib.slk_create(self.n_f, c.dim, len(perm), self.width, *pointers, float(spin))
         if not self._handle:
             raise MemoryError("the coupling kernel could not allocate its buffers")
         self.kick_slots = {self.dt: 0, 0.5 * self.dt: 1}

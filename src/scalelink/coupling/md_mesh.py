@@ -1,9 +1,10 @@
-"""The periodic FE strip and the atom ↔ element maps of dynamic LAMMPS–dolfinx coupling (FE ranks).
+"""The periodic FE strip or bar and the atom ↔ element maps of dynamic LAMMPS–dolfinx coupling (FE ranks).
 
-* :class:`StripMesh`: the dolfinx mesh of ``[X_a − h, x_end] × [0, L_y]`` (structured triangles whose
-  nodes are lattice sites), the Cauchy–Born stiffness and the consistent mass made periodic in y by
-  a prolongation ``P`` (each top node renamed to the bottom node of its column, found by a
-  rendezvous on the FE communicator; ``Pᵀ K P`` with petsc4py), and the classes of the degrees of
+* :class:`StripMesh`: the dolfinx mesh of ``[X_a − h, x_end] × [0, L_y]`` (2D: structured triangles) or
+  ``[X_a − h, x_end] × [0, L]²`` (3D: tetrahedra), whose nodes are lattice sites, the Cauchy–Born
+  stiffness and the consistent mass made periodic across by a prolongation ``P`` (each node on a far
+  face renamed to its image on the near faces, found by a rendezvous on the FE communicator;
+  ``Pᵀ K P`` with petsc4py), and the classes of the degrees of
   freedom: held (the column at ``X_a − h``, which only serves to locate atoms, and the column at
   ``x_end``), slave (the column at ``X_a``), renamed (top) and free.
 * :class:`BandAtoms`: the coupling-band atoms this FE rank *handles* — those whose site, nudged by a
@@ -26,11 +27,12 @@ from mpi4py import MPI
 from scalelink.bridge.errors import DataError
 
 from .dispersion import MVV2E
+from .wave_bar import WaveBar
 from .wave_strip import WaveStrip
 
 __all__ = ["BandAtoms", "StripMesh", "aij", "lu_solver", "rendezvous"]
 
-_NUDGE = np.array([1e-7, 3e-8])  # in lattice spacings; parallel to no edge of the mesh
+_NUDGE = np.array([1e-7, 3e-8, 1.7e-8])  # in lattice spacings; parallel to no edge or face of the mesh
 
 
 def rendezvous(comm: MPI.Comm, keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -99,28 +101,38 @@ class StripMesh:
     Attributes:
         K: periodic stiffness ``Pᵀ K P`` (PETSc), eV/Å². mass: periodic consistent mass ``Pᵀ M P``.
         lumped: its row sums (PETSc vector). reduced: ``(local nodes,)`` global node index after renaming.
-        free, slave_dofs, transmitted: masks / indices over the owned DOFs (2 per owned node).
-        node_x: ``(owned nodes, 2)`` coordinates, Å. start: global index of the first owned DOF.
+        free, slave_dofs, transmitted: masks / indices over the owned DOFs (dim per owned node).
+        node_x: ``(owned nodes, dim)`` coordinates, Å. start: global index of the first owned DOF.
     """
 
-    def __init__(self, comm: MPI.Comm, strip: WaveStrip, stiffness: np.ndarray) -> None:
+    def __init__(self, comm: MPI.Comm, strip: WaveStrip | WaveBar, stiffness: np.ndarray) -> None:
         import dolfinx.fem.petsc
         import ufl
         from dolfinx import fem, mesh
 
         self.comm, self.strip = comm, strip
         s, h = strip, strip.element_size
+        dim = self.dim = strip.dim
         x0 = s.x_a - h
         nx = int(round((s.x_end - x0) / h))
-        self.mesh = mesh.create_rectangle(comm, [[x0, 0.0], [s.x_end, s.height]], [nx, s.config.rows],
-                                          mesh.CellType.triangle)
-        self.V = fem.functionspace(self.mesh, ("Lagrange", 1, (2,)))
-        density = s.potential.mass * MVV2E / (0.5 * np.sqrt(3.0) * s.spacing**2)
+        across = int(round(s.height / s.element_height))  # elements across the period, in y (and z)
+        if dim == 2:
+            self.mesh = mesh.create_rectangle(comm, [[x0, 0.0], [s.x_end, s.height]], [nx, across],
+                                              mesh.CellType.triangle)
+            density = s.potential.mass * MVV2E / (0.5 * np.sqrt(3.0) * s.spacing**2)
+        else:
+            self.mesh = mesh.create_box(comm, [[x0, 0.0, 0.0], [s.x_end, s.height, s.height]], [nx, across, across],
+                                        mesh.CellType.tetrahedron)
+            density = 4.0 * s.potential.mass * MVV2E / s.spacing**3
+        self.V = fem.functionspace(self.mesh, ("Lagrange", 1, (dim,)))
         u, w = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
+        root2 = np.sqrt(2.0)
 
         def mandel(v: Any) -> Any:
             e = ufl.sym(ufl.grad(v))
-            return ufl.as_vector([e[0, 0], e[1, 1], np.sqrt(2.0) * e[0, 1]])
+            if dim == 2:
+                return ufl.as_vector([e[0, 0], e[1, 1], root2 * e[0, 1]])
+            return ufl.as_vector([e[0, 0], e[1, 1], e[2, 2], root2 * e[1, 2], root2 * e[0, 2], root2 * e[0, 1]])
 
         c = ufl.as_matrix(np.asarray(stiffness, dtype=float).tolist())
         k_full = dolfinx.fem.petsc.assemble_matrix(fem.form(ufl.inner(c * mandel(u), mandel(w)) * ufl.dx))
@@ -130,22 +142,28 @@ class StripMesh:
 
         imap = self.V.dofmap.index_map
         self.n_own = imap.size_local
-        self.start = 2 * imap.local_range[0]
-        self.x = self.V.tabulate_dof_coordinates()[:, :2]
+        self.start = dim * imap.local_range[0]
+        self.x = self.V.tabulate_dof_coordinates()[:, :dim]
         gnode = imap.local_to_global(np.arange(len(self.x), dtype=np.int32)).astype(np.int64)
         column = np.rint((self.x[:, 0] - x0) / h).astype(np.int64)
         tol = 1e-6 * s.spacing
-        bottom, top = np.abs(self.x[:, 1]) < tol, np.abs(self.x[:, 1] - s.height) < tol
-        owned_bottom = bottom & (np.arange(len(self.x)) < self.n_own)
+        # periodic across: a node on a far face (y or z = period) is renamed to its image on the near faces
+        cell = np.rint(self.x[:, 1:] / s.element_height).astype(np.int64) % across
+        key = column
+        for axis in range(dim - 1):
+            key = key * across + cell[:, axis]
+        top = np.any(np.abs(self.x[:, 1:] - s.height) < tol, axis=1)
+        owned_image = ~top & (np.arange(len(self.x)) < self.n_own)
         self.reduced = gnode.copy()
-        self.reduced[top] = rendezvous(comm, column[owned_bottom], gnode[owned_bottom], column[top])
+        self.reduced[top] = rendezvous(comm, key[owned_image], gnode[owned_image], key[top])
         if np.any(self.reduced < 0):
-            raise DataError("a top node of the strip has no bottom partner; the mesh is not the structured "
-                            "strip expected")
+            raise DataError("a node on a periodic face of the FE mesh has no partner on the opposite face; the mesh "
+                            "is not the structured strip expected")
         own = np.arange(self.n_own)
-        dofs = (2 * own[:, None] + [0, 1]).ravel()
-        p = aij(comm, 2 * self.n_own, 2 * self.n_own, dofs, (2 * self.reduced[own][:, None] + [0, 1]).ravel(),
-                np.ones(len(dofs)))
+        components = np.arange(dim)
+        dofs = (dim * own[:, None] + components).ravel()
+        p = aij(comm, dim * self.n_own, dim * self.n_own, dofs,
+                (dim * self.reduced[own][:, None] + components).ravel(), np.ones(len(dofs)))
         self.K = k_full.PtAP(p)
         self.mass = m_full.PtAP(p)
         self.lumped = self.mass.getRowSum()
@@ -154,16 +172,16 @@ class StripMesh:
         self.slave_node = np.abs(self.x[:, 0] - s.x_a) < tol
         owned_col, owned_top = column[: self.n_own], top[: self.n_own]
         held = (owned_col == 0) | (owned_col == nx) | self.slave_node[: self.n_own] | owned_top
-        self.free = np.repeat(~held, 2)
-        self.slave_dofs = np.flatnonzero(np.repeat(self.slave_node[: self.n_own] & ~owned_top, 2))
-        self.transmitted = np.repeat(self.node_x[:, 0] >= s.x_b - tol, 2) & self.free
+        self.free = np.repeat(~held, dim)
+        self.slave_dofs = np.flatnonzero(np.repeat(self.slave_node[: self.n_own] & ~owned_top, dim))
+        self.transmitted = np.repeat(self.node_x[:, 0] >= s.x_b - tol, dim) & self.free
 
 
 class BandAtoms:
     """The coupling-band atoms handled by this FE rank, and their hat-function values.
 
     Attributes:
-        ids: ``(n,)`` sorted atom IDs. x: ``(n, 2)`` reference positions, Å.
+        ids: ``(n,)`` sorted atom IDs. x: ``(n, dim)`` reference positions, Å.
         is_handshake, is_pad, is_fit: ``(n,)`` masks: constrained atoms ``[X_a + h, X_b)``, pad atoms
             ``[X_b, X_b + pad)``, atoms averaged into the slave nodes (``|x − X_a| < h``).
     """
@@ -173,7 +191,8 @@ class BandAtoms:
 
         self.strip_mesh = strip_mesh
         s, a, mesh = strip_mesh.strip, strip_mesh.strip.spacing, strip_mesh.mesh
-        owned = np.arange(mesh.topology.index_map(2).size_local, dtype=np.int32)
+        dim = strip_mesh.dim
+        owned = np.arange(mesh.topology.index_map(dim).size_local, dtype=np.int32)
         corners = strip_mesh.x[strip_mesh.V.dofmap.list[owned]]
         if len(owned):
             ids, x = s.sites(float(corners[..., 0].min()) - a, float(corners[..., 0].max()) + a)
@@ -181,8 +200,10 @@ class BandAtoms:
             ids, x = s.sites(0.0, 0.0)
         keep = s.in_band(x[:, 0])
         ids, x = ids[keep], x[keep]
-        points = np.column_stack([x + _NUDGE * a, np.zeros(len(x))])
-        tree = geometry.bb_tree(mesh, 2, entities=owned)
+        points = x + _NUDGE[:dim] * a
+        if dim == 2:
+            points = np.column_stack([points, np.zeros(len(x))])
+        tree = geometry.bb_tree(mesh, dim, entities=owned)
         hits = geometry.compute_colliding_cells(mesh, geometry.compute_collisions_points(tree, points), points)
         found = np.diff(hits.offsets) > 0
         cells = hits.array[hits.offsets[:-1][found]]
@@ -190,8 +211,8 @@ class BandAtoms:
         self.ids, self.x, cells = ids[found][order], x[found][order], cells[order]
         self.nodes = strip_mesh.V.dofmap.list[cells]
         c = strip_mesh.x[self.nodes]
-        edges = np.stack([c[:, 1] - c[:, 0], c[:, 2] - c[:, 0]], axis=2)
-        lam = np.linalg.solve(edges, (self.x - c[:, 0])[:, :, None])[:, :, 0] if len(self.x) else np.zeros((0, 2))
+        edges = np.stack([c[:, v] - c[:, 0] for v in range(1, dim + 1)], axis=2)
+        lam = np.linalg.solve(edges, (self.x - c[:, 0])[:, :, None])[:, :, 0] if len(self.x) else np.zeros((0, dim))
         self.hat = np.column_stack([1.0 - lam.sum(axis=1), lam])
         self.hat[np.abs(self.hat) < 1e-12] = 0.0
         tol = 1e-6 * a
@@ -205,17 +226,18 @@ class BandAtoms:
                             "atom in exactly one owned cell (the mesh does not cover the band as the geometry says)")
 
     def hat_matrix(self, rows: np.ndarray, node_mask: np.ndarray | None = None) -> Any:
-        """Matrix ``(2 n, FE DOFs)`` of hat values at the atoms ``rows`` (mask) on the nodes ``node_mask``.
+        """Matrix ``(dim n, FE DOFs)`` of hat values at the atoms ``rows`` (mask) on the nodes ``node_mask``.
 
-        Rows ``2i, 2i + 1`` are the x and y components of handled atom ``i``; other atoms' rows are empty.
+        Rows ``dim i + c`` are component c of handled atom ``i``; other atoms' rows are empty.
         """
         m = self.strip_mesh
-        r = np.repeat(np.flatnonzero(rows), 3)
+        dim = m.dim
+        r = np.repeat(np.flatnonzero(rows), dim + 1)
         n = self.nodes[rows].ravel()
         w = self.hat[rows].ravel()
         keep = w != 0.0
         if node_mask is not None:
             keep &= node_mask[n]
         r, n, w = r[keep], m.reduced[n[keep]], w[keep]
-        return aij(m.comm, 2 * len(self.ids), 2 * m.n_own, np.concatenate([2 * r, 2 * r + 1]),
-                   np.concatenate([2 * n, 2 * n + 1]), np.concatenate([w, w]))
+        return aij(m.comm, dim * len(self.ids), dim * m.n_own, np.concatenate([dim * r + c for c in range(dim)]),
+                   np.concatenate([dim * n + c for c in range(dim)]), np.tile(w, dim))

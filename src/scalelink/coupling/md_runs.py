@@ -20,6 +20,7 @@ from .exchange import CouplingLink, idle_barrier
 from .md import RunStats, route_atoms, run_coupled
 from .md_atoms import AtomisticStrip
 from .md_continuum import ContinuumStrip
+from .wave_bar import WaveBar
 from .wave_strip import WaveStrip, lammps_plane_wave_samples
 
 __all__ = [
@@ -100,7 +101,7 @@ class StripWaveResult:
     alone_cpu: float = 0.0
 
 
-def _build(link: CouplingLink, strip: WaveStrip, stiffness: np.ndarray, mass_blend: float,
+def _build(link: CouplingLink, strip: WaveStrip | WaveBar, stiffness: np.ndarray, mass_blend: float,
            gram_blend: float) -> tuple[ContinuumStrip | None, AtomisticStrip | None]:
     continuum = (ContinuumStrip(link.comm, strip, stiffness, mass_blend=mass_blend, gram_blend=gram_blend)
                  if link.is_fe else None)
@@ -109,7 +110,7 @@ def _build(link: CouplingLink, strip: WaveStrip, stiffness: np.ndarray, mass_ble
     return continuum, atoms
 
 
-def run_wave_packet(link: CouplingLink, strip: WaveStrip, stiffness: np.ndarray, *, mass_blend: float,
+def run_wave_packet(link: CouplingLink, strip: WaveStrip | WaveBar, stiffness: np.ndarray, *, mass_blend: float,
                     gram_blend: float = 0.0, time_alone: bool = False, chunks: int = 1, spin_seconds: float = 1e-4,
                     compiled: bool = True, defer: bool = True) -> StripWaveResult:
     """Send the strip's packet from the atoms into the continuum; measure R and T. Collective on ``link.world``.
@@ -183,25 +184,27 @@ class PatchResult:
     migrated: int = 0
 
 
-def run_patch_test(link: CouplingLink, strip: WaveStrip, stiffness: np.ndarray, gradient: np.ndarray, *,
+def run_patch_test(link: CouplingLink, strip: WaveStrip | WaveBar, stiffness: np.ndarray, gradient: np.ndarray, *,
                    mass_blend: float, steps: int, rebalance: float | None = None,
                    gram_blend: float = 0.0, spin_seconds: float = 1e-4) -> PatchResult:
     """Start every atom and node on ``u = H X`` at rest and run; everything must stay put. Collective.
 
     Args:
         link, strip, stiffness, mass_blend, gram_blend, spin_seconds: as for :func:`run_wave_packet`.
-        gradient: displacement gradient H ``(2, 2)`` with ``H e_y = 0`` (compatible with the y period).
+        gradient: displacement gradient H ``(dim, dim)`` whose columns but the first are zero (``u = H X``
+            depends on x alone, compatible with the periods across the strip or bar).
         steps: time steps.
         rebalance: if given, run half the steps, move the MD ranks' x cut with ``balance 1.0 x
             <rebalance>`` (atoms change MD rank) and run the other half.
 
     Raises:
-        ConfigError: ``gradient`` is not a 2×2 matrix with ``H e_y = 0``.
+        ConfigError: ``gradient`` is not a ``dim × dim`` matrix with only its first column non-zero.
     """
     gradient = np.asarray(gradient, dtype=float)
-    if gradient.shape != (2, 2) or np.any(gradient[:, 1] != 0.0):
-        raise ConfigError(f"gradient {gradient.tolist()}: expected a 2×2 H with H e_y = 0 (second column zero) "
-                          "so that u = H X keeps the strip periodic in y")
+    dim = strip.dim
+    if gradient.shape != (dim, dim) or np.any(gradient[:, 1:] != 0.0):
+        raise ConfigError(f"gradient {gradient.tolist()}: expected a {dim}×{dim} H whose columns but the first are "
+                          "zero, so that u = H X keeps the strip or bar periodic across")
     continuum, atoms = _build(link, strip, stiffness, mass_blend, gram_blend)
 
     def affine(x: np.ndarray) -> np.ndarray:

@@ -207,6 +207,8 @@ class WaveStrip:
     end_time: float
     time_step: float
 
+    dim = 2
+
     @classmethod
     def for_packet(cls, config: StripConfig, potential: LennardJones2D, spacing: float, wavenumber: float,
                    wave_speed: float) -> WaveStrip:
