@@ -7,8 +7,9 @@ The FE ranks (dolfinx, :mod:`~scalelink.coupling.md_continuum`) and the MD ranks
 replicated on every rank and nothing goes through files. The geometry is a strip periodic in y
 (:mod:`~scalelink.coupling.wave_strip`): atoms on the left, elements on the right, overlapping on
 ``[X_a, X_b]`` where the continuum weight α(x) rises from 0 to 1 (starting with zero slope, see
-:meth:`~scalelink.coupling.wave_strip.WaveStrip.alpha`). Wave-packet and patch
-tests are in :mod:`~scalelink.coupling.md_runs`.
+:meth:`~scalelink.coupling.wave_strip.WaveStrip.alpha`). In 3D the geometry is an fcc bar periodic
+in y and z (:mod:`~scalelink.coupling.wave_bar`), the elements tetrahedra; everything below takes
+the dimension from the geometry. Wave-packet and patch tests are in :mod:`~scalelink.coupling.md_runs`.
 
 Method (bridging domain with *force-based* blending):
 
