@@ -33,6 +33,7 @@ from .cauchy_born import Potential
 from .dispersion import MVV2E
 from .exchange import CouplingLink, idle_barrier
 from .fcc import FccLattice
+from .wave_strip import PacketGeometry
 
 __all__ = ["BarConfig", "ForceConstants", "WaveBar", "bar_force_constants", "bar_wave_speed", "fcc_force_constants"]
 
@@ -171,13 +172,14 @@ class BarConfig:
 
 
 @dataclass(frozen=True)
-class WaveBar:
+class WaveBar(PacketGeometry):
     """Where everything is, for one packet in the 3D bar (lengths Å, times ps); the same on every rank.
 
     Build it with :meth:`for_packet`. It offers what the dynamic coupling needs of a geometry, as
     :class:`~scalelink.coupling.wave_strip.WaveStrip` does in 2D: ``x_held``, ``x_a``, ``x_b``,
     ``pad_width``, ``x_end``, the element size h (x) and height (y, z), the lattice that names the
-    sites, the continuum weight α, the band of atoms exchanged with the continuum and the packet.
+    sites, the continuum weight α, the band of atoms exchanged with the continuum and the packet
+    (α, the band and the step count from :class:`~scalelink.coupling.wave_strip.PacketGeometry`).
     ``spacing`` is the cube edge a.
     """
 
@@ -256,20 +258,9 @@ class WaveBar:
         return self.x_a - self.potential.reach
 
     @property
-    def steps(self) -> int:
-        """Time steps of one packet run."""
-        return int(np.ceil(self.end_time / self.time_step))
-
-    @property
     def lattice(self) -> FccLattice:
         """The lattice naming the sites (IDs) of the bar."""
         return FccLattice(self.spacing, np.eye(3), int(np.ceil((self.x_b + self.pad_width) / self.spacing)) + 2)
-
-    def alpha(self, x: np.ndarray) -> np.ndarray:
-        """Continuum weight α ``(n,)`` at reference x ``(n,)`` Å: ``t² (2 − t)``, as in 2D
-        (:meth:`~scalelink.coupling.wave_strip.WaveStrip.alpha` says why)."""
-        t = np.clip((np.asarray(x, dtype=float) - self.x_a) / (self.x_b - self.x_a), 0.0, 1.0)
-        return t * t * (2.0 - t)
 
     def sites(self, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
         """IDs ``(n,)`` and reference positions ``(n, 3)`` of the atoms with ``lo <= x < hi`` (Å)."""
@@ -279,15 +270,6 @@ class WaveBar:
         top = self.height - 1e-6 * self.spacing
         ids, x = self.lattice.sites(np.array([lo, 0.0, 0.0]), np.array([hi, top, top]))
         return ids.astype(np.int64), x
-
-    def coupling_band(self) -> tuple[float, float]:
-        """x-range ``[lo, hi)`` (Å) of the atoms exchanged with the continuum (fit, handshake and pad atoms)."""
-        return self.x_a - self.element_size + 1e-6 * self.spacing, self.x_b + self.pad_width
-
-    def in_band(self, x: np.ndarray) -> np.ndarray:
-        """Boolean mask ``(n,)``: reference x ``(n,)`` lies in :meth:`coupling_band`."""
-        lo, hi = self.coupling_band()
-        return (np.asarray(x) >= lo) & (np.asarray(x) < hi)
 
     def packet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Displacement and velocity ``(n, 3)`` (Å, Å/ps) of the right-moving longitudinal packet at

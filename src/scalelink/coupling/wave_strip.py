@@ -31,6 +31,7 @@ from .dispersion import MVV2E, Chain1D
 from .lattice import HexLattice, LennardJones2D
 
 __all__ = [
+    "PacketGeometry",
     "StripConfig",
     "WaveStrip",
     "lammps_plane_wave_samples",
@@ -186,8 +187,51 @@ class StripConfig:
                 "use the default 5/ps for runs longer than a few ps", RuntimeWarning, stacklevel=2)
 
 
+class PacketGeometry:
+    """What the 2D strip and the 3D bar share: the handshake's weight, the band of atoms exchanged with
+    the continuum and the run's length. Subclasses hold ``x_a``, ``x_b``, ``pad_width``, ``spacing``,
+    ``element_size``, ``end_time`` and ``time_step``."""
+
+    x_a: float
+    x_b: float
+    pad_width: float
+    spacing: float
+    end_time: float
+    time_step: float
+    element_size: float
+
+    @property
+    def steps(self) -> int:
+        """Time steps of one packet run."""
+        return int(np.ceil(self.end_time / self.time_step))
+
+    def alpha(self, x: np.ndarray) -> np.ndarray:
+        """Continuum weight α ``(n,)`` at reference positions x ``(n,)`` Å: 0 before ``X_a``, 1 after ``X_b``.
+
+        ``α = t² (2 − t)`` with ``t = (x − X_a)/(X_b − X_a)``. The handshake reflects a wave where its
+        weights and its damping rate change abruptly. A linear ramp has a slope jump at ``X_a``, where
+        every wave enters; starting with zero slope removes it (at ``k a = 2.0``, above the mesh
+        cutoff, the reflected energy fell from 2.2e-2 to 6.4e-3 with the damping unchanged, at
+        ``k a = 1.0`` from 7.6e-4 to 1.6e-4). At ``X_b`` the slope stays 1, as in the linear ramp: a ramp
+        that also levels off there (e.g. ``t³(10 − 15t + 6t²)``) leaves a wide band of atoms with
+        almost no weight before ``X_b``, and the fine-scale mode there then grows unless η is well
+        above 6/ps (with η = 2/ps the atoms' speed grew fifty-fold in 2 ps).
+        """
+        t = np.clip((np.asarray(x, dtype=float) - self.x_a) / (self.x_b - self.x_a), 0.0, 1.0)
+        return t * t * (2.0 - t)
+
+    def coupling_band(self) -> tuple[float, float]:
+        """x-range ``[lo, hi)`` (Å) of the atoms exchanged with the continuum (fit, handshake and pad atoms)."""
+        return self.x_a - self.element_size + 1e-6 * self.spacing, self.x_b + self.pad_width
+
+    def in_band(self, x: np.ndarray) -> np.ndarray:
+        """Boolean mask ``(n,)``: reference x ``(n,)`` lies in :meth:`coupling_band`."""
+        lo, hi = self.coupling_band()
+        return (np.asarray(x) >= lo) & (np.asarray(x) < hi)
+
+
 @dataclass(frozen=True)
-class WaveStrip:
+class WaveStrip(PacketGeometry):
     """Where everything is, for one packet (lengths Å, times ps); the same on every rank.
 
     Build it with :meth:`for_packet`. Attributes ``x_held``, ``x_a``, ``x_b``, ``pad_width``,
@@ -265,29 +309,9 @@ class WaveStrip:
         return self.x_a - self.potential.cutoff
 
     @property
-    def steps(self) -> int:
-        """Time steps of one packet run."""
-        return int(np.ceil(self.end_time / self.time_step))
-
-    @property
     def lattice(self) -> HexLattice:
         """The lattice naming the sites (IDs) of the strip."""
         return HexLattice(self.spacing, int(np.ceil(self.x_b / self.spacing)) + 8, self.config.rows + 1)
-
-    def alpha(self, x: np.ndarray) -> np.ndarray:
-        """Continuum weight α ``(n,)`` at reference positions x ``(n,)`` Å: 0 before ``X_a``, 1 after ``X_b``.
-
-        ``α = t² (2 − t)`` with ``t = (x − X_a)/(X_b − X_a)``. The handshake reflects a wave where its
-        weights and its damping rate change abruptly. A linear ramp has a slope jump at ``X_a``, where
-        every wave enters; starting with zero slope removes it (at ``k a = 2.0``, above the mesh
-        cutoff, the reflected energy fell from 2.2e-2 to 6.4e-3 with the damping unchanged, at
-        ``k a = 1.0`` from 7.6e-4 to 1.6e-4). At ``X_b`` the slope stays 1, as in the linear ramp: a ramp
-        that also levels off there (e.g. ``t³(10 − 15t + 6t²)``) leaves a wide band of atoms with
-        almost no weight before ``X_b``, and the fine-scale mode there then grows unless η is well
-        above 6/ps (with η = 2/ps the atoms' speed grew fifty-fold in 2 ps).
-        """
-        t = np.clip((np.asarray(x, dtype=float) - self.x_a) / (self.x_b - self.x_a), 0.0, 1.0)
-        return t * t * (2.0 - t)
 
     def sites(self, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
         """IDs ``(n,)`` and reference positions ``(n, 2)`` of the atoms with ``lo <= x < hi`` (Å)."""
@@ -296,15 +320,6 @@ class WaveStrip:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 2))
         ids, x = self.lattice.sites(np.array([lo, 0.0]), np.array([hi, self.height - 1e-6 * self.spacing]))
         return ids.astype(np.int64), x
-
-    def coupling_band(self) -> tuple[float, float]:
-        """x-range ``[lo, hi)`` (Å) of the atoms exchanged with the continuum (fit, handshake and pad atoms)."""
-        return self.x_a - self.element_size + 1e-6 * self.spacing, self.x_b + self.pad_width
-
-    def in_band(self, x: np.ndarray) -> np.ndarray:
-        """Boolean mask ``(n,)``: reference x ``(n,)`` lies in :meth:`coupling_band`."""
-        lo, hi = self.coupling_band()
-        return (np.asarray(x) >= lo) & (np.asarray(x) < hi)
 
     def packet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Displacement and velocity ``(n, 2)`` (Å, Å/ps) of the right-moving packet at reference x ``(n,)``.
