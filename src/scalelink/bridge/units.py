@@ -15,7 +15,9 @@ __all__ = [
     "AMU_IN_MASS_UNIT",
     "BOLTZMANN_EV_PER_K",
     "EV_PER_CUBIC_ANGSTROM_IN_GPA",
+    "JOULE_PER_SQUARE_METRE_IN_EV_PER_SQUARE_ANGSTROM",
     "LAMMPS_UNIT_STYLES",
+    "MPA_ROOT_METRE_IN_EV_PER_ANGSTROM_2_5",
     "MVV2E",
     "PRESSURE_IN_GPA",
     "UnitStyle",
@@ -37,6 +39,12 @@ BOLTZMANN_EV_PER_K: Final = 1.380649e-23 / _EV_IN_JOULE
 
 EV_PER_CUBIC_ANGSTROM_IN_GPA: Final = _EV_IN_JOULE / _ANGSTROM_IN_METRE**3 * 1.0e-9
 """A stress of 1 eV/Å³ in GPa (160.2176634)."""
+
+JOULE_PER_SQUARE_METRE_IN_EV_PER_SQUARE_ANGSTROM: Final = _ANGSTROM_IN_METRE**2 / _EV_IN_JOULE
+"""A surface energy of 1 J/m² in eV/Å² (0.0624150907)."""
+
+MPA_ROOT_METRE_IN_EV_PER_ANGSTROM_2_5: Final = 1.0e6 * _ANGSTROM_IN_METRE**2.5 / _EV_IN_JOULE
+"""A stress intensity factor of 1 MPa √m in eV/Å^2.5 (0.624150907)."""
 
 PRESSURE_IN_GPA: Final = {"metal": 1.0e-4, "real": 1.01325e-4, "si": 1.0e-9}
 """One pressure unit of each LAMMPS unit style (bar, atm, Pa) in GPa."""
