@@ -12,12 +12,18 @@
    fractions: RMSE and the share of held-out values inside the 95 % intervals, over
    independent repeats (another site ordering each).
 
-3. ``--case smoothness``: C11 of affine cells against hydrostatic strain (pure Cu with the Cu–Ni
+3. ``--case alloy-strain``: the constants against (Ni fraction, hydrostatic strain within
+   ``±--max-strain``), Latin-hypercube designs of N and 2N relaxed runs, 30 held-out points; the
+   low fidelity evaluated exactly at every point (``low_model``): ``--low affine`` the affine cell
+   at its own zero-pressure volume (Cauchy–Born without internal relaxation), ``--low unrelaxed``
+   Vegard's cell; ``--configurations K`` averages each fidelity over K supercells.
+
+4. ``--case smoothness``: C11 of affine cells against hydrostatic strain (pure Cu with the Cu–Ni
    and with Mishin's Cu potential, Cu₀.₅Ni₀.₅ with the Cu–Ni potential): how smooth a function of
    the lattice parameter each potential's elastic constants are.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_multifidelity.py`` (about 15 minutes
-unloaded; ``--case forrester|alloy|composite|smoothness`` for one part, ``--cache DIR`` to keep
+unloaded; ``--case forrester|alloy|alloy-strain|composite|smoothness`` for one part, ``--cache DIR`` to keep
 the RVE and LAMMPS runs between invocations, ``--potential FILE`` for another Cu–Ni setfl file,
 e.g. from ``benchmarks/zjw_eam.py``). Writes ``benchmarks/results_multifidelity.json``.
 """
@@ -195,6 +201,93 @@ def alloy(sizes: tuple[int, ...], low_kind: str, repeats: int) -> dict[str, obje
             "truth_spread": dict(zip(NAMES, np.mean(spread, axis=0).tolist()))}
 
 
+def strained_constants(x: float, strain: float, kind: str, seed: int, cells: int) -> list[float]:
+    """``(C11, C12, C44)`` in GPa of one supercell (``seed``) with Ni fraction ``x`` at hydrostatic
+    strain ``strain`` from its zero-stress reference. ``kind``: ``relaxed`` (the reference cell and
+    atoms relaxed to zero stress, then the atoms relaxed in every strained cell), ``affine``
+    (Cauchy–Born without internal relaxation: affine atoms, the reference the cubic cell whose
+    affine configuration has zero pressure) or ``vegard`` (affine atoms in Vegard's cell strained)."""
+    from scalelink.fe2.alloys import random_alloy
+    from scalelink.fe2.atomistic_rve import AtomisticRVE
+
+    atoms = random_alloy(SPECIES, x, LATTICE, cells=cells, seed=seed)
+    relax = kind == "relaxed"
+    with AtomisticRVE(atoms, pair_commands(), relax=relax, reference_relax=relax, species=list(SPECIES),
+                      max_strain=0.1) as rve:
+        def hydrostatic(e: float) -> np.ndarray:
+            return np.array([[e, e, e, 0.0, 0.0, 0.0]])
+
+        offset = 0.0
+        if kind == "affine":  # secant iterations on the mean stress of the affine cell
+            e0, e1 = 0.0, -0.002
+            p0, p1 = (float(np.sum(rve.stress(hydrostatic(e))[0, :3])) for e in (e0, e1))
+            for _ in range(20):
+                if abs(p1) < 1e-6 or p1 == p0:
+                    break
+                e0, e1, p0 = e1, e1 - p1 * (e1 - e0) / (p1 - p0), p1
+                p1 = float(np.sum(rve.stress(hydrostatic(e1))[0, :3]))
+            offset = e1
+        total = (1.0 + offset) * (1.0 + strain) - 1.0
+        # d/dε of the reference (1 + offset) times larger cell: the tangent scales by (1 + offset)
+        c = rve.evaluate(hydrostatic(total))[1][0] * (1.0 + offset)
+    upper = np.triu_indices(3, 1)
+    return [float(np.diag(c)[:3].mean()), float(c[:3, :3][upper].mean()), float(np.diag(c)[3:].mean() / 2.0)]
+
+
+def alloy_strain(sizes: tuple[int, ...], repeats: int, max_strain: float, low_kind: str,
+                 longest: float = 3.0, configurations: int = 1) -> dict[str, object]:
+    """Constants against (Ni fraction, hydrostatic strain): relaxed RVE fused with the unrelaxed
+    cell evaluated exactly as the low fidelity (``low_model``), against a GP on 2N relaxed runs.
+    Latin-hypercube designs; 30 held-out points. Each fidelity's value at a point is the mean over
+    ``configurations`` supercells (site orderings), the same ones for both fidelities; each repeat
+    takes another set of supercells."""
+    from scipy.stats import qmc
+
+    run = cached("alloy_strain" if POTENTIAL is None else f"alloy_strain_{POTENTIAL.stem}", strained_constants)
+    bounds = np.array([[0.0, 1.0], [-max_strain, max_strain]])
+    scale = lambda x: (x - bounds[:, 0]) / np.ptp(bounds, axis=1)  # noqa: E731
+
+    def design(count: int, seed: int) -> np.ndarray:
+        return qmc.scale(qmc.LatinHypercube(d=2, rng=np.random.default_rng(seed)).random(count), *bounds.T)
+
+    def evaluate(x: np.ndarray, relax: bool, seed: int) -> tuple[np.ndarray, float]:
+        start = time.perf_counter()
+        out = np.array([np.mean([run(float(a), float(e), "relaxed" if relax else low_kind, seed + 100 * k, 4)
+                                 for k in range(configurations)], axis=0) for a, e in x])
+        return out, (time.perf_counter() - start) / max(len(x), 1)
+
+    x_test = design(30, 99)
+    rows, spread, low_seconds, high_seconds = [], [], 0.0, 0.0
+    for repeat in range(repeats):
+        seed = 1000 + repeat
+        truth, high_seconds = evaluate(x_test, True, seed)
+        spread.append(truth.std(axis=0))
+        _, low_seconds = evaluate(x_test, False, seed)
+        for n in sizes:
+            x_h, x_2 = design(n, 10 * repeat + 1), design(2 * n, 10 * repeat + 2)
+            y_h, y_2 = evaluate(x_h, True, seed)[0], evaluate(x_2, True, seed)[0]
+            for j, name in enumerate(NAMES):
+                def low(points: np.ndarray, j: int = j) -> np.ndarray:
+                    return evaluate(points * np.ptp(bounds, axis=1) + bounds[:, 0], False, seed)[0][:, j]
+
+                fused = AR1CoKriging(longest_length_scale=longest).fit(scale(x_h), y_h[:, j], low_model=low)
+                prediction = fused.predict(scale(x_test))
+                gp = fit_gaussian_process(scale(x_2), y_2[:, j])
+                mean_gp, std_gp = gp.predict(scale(x_test), return_std=True)
+                rows.append({
+                    "repeat": repeat, "constant": name, "n_high": n, "rho": fused.rho,
+                    "rmse_fused": float(np.sqrt(np.mean((prediction.mean - truth[:, j]) ** 2))),
+                    "rmse_high_only_2n": float(np.sqrt(np.mean((mean_gp - truth[:, j]) ** 2))),
+                    "coverage_fused": covered(prediction, truth[:, j]),
+                    "coverage_high_only_2n": coverage(mean_gp, std_gp, truth[:, j]),
+                })
+        print(f"repeat {repeat} done", flush=True)
+    return {"low_fidelity": f"{low_kind}, evaluated exactly", "seconds_per_low_run": low_seconds,
+            "seconds_per_high_run": high_seconds, "held_out": len(x_test), "low_runs": 0, "repeats": repeats,
+            "max_strain": max_strain, "configurations": configurations, "rows": rows,
+            "truth_spread": dict(zip(NAMES, np.mean(spread, axis=0).tolist()))}
+
+
 def summary(rows: list[dict[str, float]]) -> list[dict[str, float]]:
     """Per constant and N: RMSEs averaged over the repeats, coverage pooled, wins counted."""
     out = []
@@ -286,15 +379,18 @@ def print_table(a: dict[str, object]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--case", choices=["forrester", "alloy", "composite", "smoothness", "all"], default="all")
+    parser.add_argument("--case", choices=["forrester", "alloy", "alloy-strain", "composite", "smoothness", "all"], default="all")
     parser.add_argument("--sizes", type=int, nargs="+", default=[3, 4, 6], help="N of the alloy case")
     parser.add_argument("--repeats", type=int, default=3, help="independent sets of configurations / designs")
-    parser.add_argument("--low", choices=["coarse", "unrelaxed"], default="unrelaxed",
-                        help="alloy low fidelity: unrelaxed 4×4×4 cells at Vegard's lattice constant or relaxed 2×2×2 cells")
+    parser.add_argument("--low", choices=["coarse", "unrelaxed", "affine"], default="unrelaxed",
+                        help="alloy low fidelity: unrelaxed 4×4×4 cells at Vegard's lattice constant or relaxed 2×2×2 cells; alloy-strain: unrelaxed (Vegard's cell) or affine (the affine cell at its own zero pressure)")
     parser.add_argument("--longest-length-scale", type=float, default=3.0,
                         help="composite: bound of the discrepancy's length scales (AR1CoKriging's longest_length_scale)")
     parser.add_argument("--potential", type=Path,
                         help="alloy: a Cu–Ni eam/alloy (setfl) file, e.g. from benchmarks/zjw_eam.py, instead of CuNi.eam.alloy")
+    parser.add_argument("--max-strain", type=float, default=0.02, help="alloy-strain: hydrostatic strains in ±this")
+    parser.add_argument("--configurations", type=int, default=1,
+                        help="alloy-strain: average each fidelity over this many supercells (site orderings)")
     parser.add_argument("--cache", type=Path, help="folder that keeps the RVE and LAMMPS runs between invocations")
     args = parser.parse_args()
     global CACHE, POTENTIAL
@@ -315,6 +411,17 @@ def main() -> None:
         results[f"alloy_{args.low}{tag}"] = a = alloy(tuple(args.sizes), args.low, args.repeats)
         a["summary"] = summary(a["rows"])
         print(f"Cu-Ni, low fidelity {args.low}:")
+        print_table(a)
+    if args.case == "alloy-strain":
+        tag = "" if POTENTIAL is None else f"_{POTENTIAL.stem}"
+        longest = "" if args.longest_length_scale == 3.0 else f"_longest_{args.longest_length_scale:g}"
+        configurations = "" if args.configurations == 1 else f"_mean_of_{args.configurations}"
+        results[f"alloy_strain_{args.low}{tag}{longest}{configurations}"] = a = alloy_strain(tuple(args.sizes), args.repeats, args.max_strain,
+                                                           "vegard" if args.low == "unrelaxed" else args.low,
+                                                           args.longest_length_scale, args.configurations)
+        a["summary"] = summary(a["rows"])
+        print(f"Cu-Ni against (fraction, hydrostatic strain within ±{args.max_strain}), low fidelity {args.low}, "
+              f"longest length scale {args.longest_length_scale:g}:")
         print_table(a)
     if args.case == "smoothness":
         print("C11 (GPa) of affine cells at hydrostatic strain " + " ".join(f"{e:+.3f}" for e in np.linspace(-0.01, 0.01, 11)))

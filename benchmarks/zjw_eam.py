@@ -43,7 +43,16 @@ def pair(p: dict, r: np.ndarray) -> np.ndarray:
     return repulsive - density(p, r) * p["B"] / p["fe"]
 
 
-def embedding(p: dict, rho: np.ndarray) -> np.ndarray:
+def embedding(p: dict, rho: np.ndarray, blend: float = 0.0) -> np.ndarray:
+    """The paper's three-branch embedding energy; with ``blend > 0`` the branches are joined by
+    smooth steps ``½(1 + tanh((ρ − ρ_joint)/(blend ρ_e)))`` instead of switching at the joints (the
+    branches meet with equal value and slope, but their second derivatives jump there)."""
+    if blend > 0.0:
+        branches = [_branch(p, rho, k) for k in range(3)]
+        w = blend * p["rhoe"]
+        s1 = 0.5 * (1.0 + np.tanh((rho - 0.85 * p["rhoe"]) / w))
+        s2 = 0.5 * (1.0 + np.tanh((rho - 1.15 * p["rhoe"]) / w))
+        return (1.0 - s1) * branches[0] + s1 * ((1.0 - s2) * branches[1] + s2 * branches[2])
     low, high = 0.85 * p["rhoe"], 1.15 * p["rhoe"]
     out = np.empty_like(rho)
     a = rho < low
@@ -58,8 +67,20 @@ def embedding(p: dict, rho: np.ndarray) -> np.ndarray:
     return out
 
 
+def _branch(p: dict, rho: np.ndarray, k: int) -> np.ndarray:
+    """Branch ``k`` (0: below 0.85 ρ_e, 1: between, 2: above 1.15 ρ_e) of the embedding energy at every ``rho``."""
+    if k == 0:
+        t = rho / (0.85 * p["rhoe"]) - 1.0
+        return p["Fn0"] + p["Fn1"] * t + p["Fn2"] * t**2 + p["Fn3"] * t**3
+    if k == 1:
+        t = rho / p["rhoe"] - 1.0
+        return p["F0"] + p["F1"] * t + p["F2"] * t**2 + p["F3"] * t**3
+    x = np.maximum(rho, 1e-12) / p["rhos"]
+    return p["Fe"] * (1.0 - p["eta"] * np.log(x)) * x ** p["eta"]
+
+
 def write_setfl(path: str, elements: tuple[str, ...] = ("Cu", "Ni"), *, cutoff: float = 7.5,
-                nr: int = 3000, nrho: int = 2000, r_min: float = 0.5) -> None:
+                nr: int = 3000, nrho: int = 2000, r_min: float = 0.5, blend: float = 0.0) -> None:
     """Write the tables of ``elements`` (``nr`` distances up to ``cutoff`` Å, ``nrho`` densities)."""
     ps = [dict(zip(NAMES, PARAMETERS[e])) for e in elements]
     dr = cutoff / (nr - 1)
@@ -76,7 +97,7 @@ def write_setfl(path: str, elements: tuple[str, ...] = ("Cu", "Ni"), *, cutoff: 
              f"{len(elements)} " + " ".join(elements), f"{nrho} {drho:.16e} {nr} {dr:.16e} {cutoff:.16e}"]
     for p, f in zip(ps, densities):
         lines.append(f"{int(p['Z'])} {p['mass']} {np.sqrt(2.0) * p['re']:.6f} fcc")
-        lines += rows(embedding(p, rho)) + rows(f)
+        lines += rows(embedding(p, rho, blend)) + rows(f)
     for i in range(len(ps)):
         for j in range(i + 1):
             phi = pair(ps[i], r) if i == j else 0.5 * (densities[j] / densities[i] * pair(ps[i], r)
@@ -90,8 +111,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", help="the setfl file to write")
     parser.add_argument("--cutoff", type=float, default=7.5, help="Å")
+    parser.add_argument("--blend", type=float, default=0.0,
+                        help="join the embedding branches by smooth steps this wide (in ρ_e); 0: the paper's switch")
     args = parser.parse_args()
-    write_setfl(args.path, cutoff=args.cutoff)
+    write_setfl(args.path, cutoff=args.cutoff, blend=args.blend)
 
 
 if __name__ == "__main__":
