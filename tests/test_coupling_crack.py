@@ -119,3 +119,17 @@ def test_coupled_crack_example_finds_the_critical_k_of_the_fully_atomistic_run(t
     assert r["relative_difference"] <= 0.05, (r["k_critical_coupled"], r["k_critical_full"])
     # the crack advances near Griffith's load of the (001) plane (weak lattice trapping in this potential)
     assert 0.8 < r["k_critical_full"] / r["griffith_k"] < 1.3
+
+
+@pytest.mark.lammps
+@pytest.mark.fenicsx
+@pytest.mark.mpi
+def test_a_continuum_that_refuses_its_set_up_stops_every_rank(tmp_path: Path) -> None:
+    """Hole-edge nodes with too few atoms within fit_radius: the FE ranks refuse, and the MD ranks
+    get the same error instead of waiting for an exchange that never comes."""
+    command = [str(BIN / "mpirun"), "-n", "4", sys.executable, str(ROOT / "tests" / "crack_driver.py"), "0.5"]
+    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("rank ")]
+    assert len(lines) == 4 and all("ConfigError" in line and "fit_radius" in line for line in lines), proc.stdout

@@ -298,7 +298,18 @@ def build_crack_coupling(link: CouplingLink, potential: Potential, lattice_const
     if problem:
         raise ConfigError(problem)
     shared = link.world.bcast(shared if link.is_md and link.comm.rank == 0 else None, root=link.md_root)
-    continuum = CrackContinuum(link.comm, stiffness, geometry, *shared) if link.is_fe else None
+    continuum, problem = None, ""
+    if link.is_fe:
+        try:
+            continuum = CrackContinuum(link.comm, stiffness, geometry, *shared)
+        except ConfigError as err:
+            problem = str(err)
+    # an FE rank that refuses the set-up must stop the MD ranks too, not leave them waiting
+    problems = [p for p in link.world.allgather(problem) if p]
+    if problems:
+        if atoms is not None:
+            atoms.close()
+        raise ConfigError(problems[0])
     return continuum, atoms
 
 
