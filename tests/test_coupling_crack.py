@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +98,17 @@ def test_bad_input() -> None:
         CrackGeometry(half_width=60, free_half_width=20, ring=11, hole_half_width=18, fit_radius=4).validate()
     with pytest.raises(ConfigError, match="enlarge half_width"):
         CrackGeometry(half_width=30, free_half_width=20, ring=11, hole_half_width=10).validate()
+    from scalelink.coupling.cauchy_born import Potential
+    from scalelink.coupling.crack import KTest
+
+    eam = Potential(("pair_style eam/alloy", "pair_coeff * * Cu_mishin1.eam.alloy Cu"), 5.5, 11.0, 63.546, "Cu")
+    orientation = [[1, 1, 0], [0, 0, 1], [1, -1, 0]]
+    with pytest.raises(ConfigError, match="no free crystal"):
+        KTest(MPI.COMM_SELF, eam, 3.615, STIFFNESS, orientation, radius=20.0)
+    with pytest.raises(ConfigError, match="thinner than the potential's reach"):
+        KTest(MPI.COMM_SELF, eam, 3.615, STIFFNESS, orientation, radius=60.0, ring=5.0)
+    with pytest.raises(ConfigError, match="shape"):
+        KTest(MPI.COMM_SELF, eam, 3.615, STIFFNESS, orientation, radius=60.0, shape="disc")
 
 
 @pytest.mark.lammps
@@ -131,5 +143,6 @@ def test_a_continuum_that_refuses_its_set_up_stops_every_rank(tmp_path: Path) ->
     proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("rank ")]
-    assert len(lines) == 4 and all("ConfigError" in line and "fit_radius" in line for line in lines), proc.stdout
+    # the ranks' lines may interleave in the shared stdout: find each rank's report anywhere
+    reports = re.findall(r"rank (\d): ConfigError: [^\n]*?enlarge fit_radius", proc.stdout)
+    assert sorted(reports) == ["0", "1", "2", "3"], proc.stdout

@@ -286,11 +286,8 @@ def build_crack_coupling(link: CouplingLink, potential: Potential, lattice_const
             atoms = KTest(link.comm, potential, lattice_constant, stiffness, orientation,
                           geometry.free_half_width + geometry.ring, periods=periods, ring=geometry.ring,
                           shape="square", **ktest)  # type: ignore[arg-type]
-            norm = np.max(np.abs(atoms.reference[:, :2]), axis=1)
             reach = geometry.fit_radius + 2.0 * geometry.mesh_size
-            near = ~atoms.held & (np.abs(norm - geometry.hole_half_width) <= reach)
-            shared = (atoms.ring_ids, atoms.reference[atoms.held, :2], np.flatnonzero(near) + 1,
-                      atoms.reference[near, :2])
+            shared = (*atoms.ring_sites(), *atoms.free_sites(geometry.hole_half_width - reach, geometry.hole_half_width + reach))
         except ConfigError as err:
             problem = str(err)
     idle_barrier(link.world)
@@ -347,8 +344,7 @@ def solve_crack_step(link: CouplingLink, k: float, *, continuum: CrackContinuum 
     else:
         assert atoms is not None
         atoms.advance_field(k, ring=False)
-    previous: np.ndarray | None = None
-    ring_ids = atoms.ring_ids if atoms is not None else None
+    previous: tuple[np.ndarray, np.ndarray] | None = None
     for _ in range(max_iterations):
         change, failure = 0.0, ""
         if continuum is not None:
@@ -358,18 +354,23 @@ def solve_crack_step(link: CouplingLink, k: float, *, continuum: CrackContinuum 
             atom_u = transfer_by_id(link, source="md", width=3, wanted=continuum.fit_ids)
             change = continuum.update_hole_edge(atom_u)
         else:
-            assert atoms is not None and ring_ids is not None
+            assert atoms is not None
+            ring_ids = atoms.local_ring_ids()
             ring_u = transfer_by_id(link, source="fe", width=3, wanted=ring_ids)
+            order = np.argsort(ring_ids)
+            current = (ring_ids[order], ring_u[order])
             if previous is not None:
-                change = float(np.max(np.abs(ring_u - previous), initial=0.0))
-            previous = ring_u
+                # ring atoms that changed MD rank since the last exchange: one more iteration
+                same = np.array_equal(previous[0], current[0])
+                change = float(np.max(np.abs(current[1] - previous[1]), initial=0.0)) if same else np.inf
+            previous = current
             try:
                 atoms.set_ring(ring_ids, ring_u)
                 result.evaluations += atoms.relax()
             except Exception as err:  # noqa: BLE001  (re-raised on every rank below)
                 failure = f"{type(err).__name__}: {err}"
-            ids = atoms.local_ids()
-            transfer_by_id(link, source="md", width=3, ids=ids, values=atoms.displacements()[ids - 1])
+            ids, u = atoms.displacements()
+            transfer_by_id(link, source="md", width=3, ids=ids, values=u)
         change = link.world.allreduce(change, op=MPI.MAX)
         failures = [f for f in link.world.allgather(failure) if f]
         if failures:
