@@ -22,6 +22,9 @@ they agree; then the atoms are classified: the crack has *advanced* when the cra
 separated more than one column ahead of the initial tip, a dislocation was *emitted* when atoms
 away from the tip have slipped.
 
+``--orientation "1 1 -2, 1 1 1, 1 -1 0" --surface-energy 1.239`` puts the crack on (111) instead,
+where the tip emits a dislocation on the inclined (11-1) plane before it advances.
+
 Then, as the check, the whole square ``|x|, |y| < L`` is atomistic with its ring held on the
 K-field, loaded along the same K steps (LAMMPS ``minimize`` at each step): the critical K of the
 two runs is compared.
@@ -52,7 +55,6 @@ from scalelink.coupling.crack_coupled import CrackGeometry, build_crack_coupling
 from scalelink.coupling.exchange import idle_barrier, split_world
 from scalelink.coupling.kfield import CrackTipField
 
-ORIENTATION = [[1, 1, 0], [0, 0, 1], [1, -1, 0]]
 
 
 def schedule(args: argparse.Namespace) -> np.ndarray:
@@ -70,6 +72,18 @@ def critical(steps: list[dict[str, float]]) -> tuple[float, str]:
     return float("nan"), ""
 
 
+def orientation(text: str) -> list[list[int]]:
+    """``"1 1 0, 0 0 1, 1 -1 0"`` → the three crystal directions of x, y, z."""
+    try:
+        rows = [[int(v) for v in row.split()] for row in text.split(",")]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--orientation {text!r}: three comma-separated integer directions, "
+                                         "e.g. '1 1 0, 0 0 1, 1 -1 0'") from err
+    if len(rows) != 3 or any(len(r) != 3 for r in rows):
+        raise argparse.ArgumentTypeError(f"--orientation {text!r}: expected three directions of three integers")
+    return rows
+
+
 def main(args: argparse.Namespace) -> dict[str, object]:
     world = MPI.COMM_WORLD
     link = split_world(max(world.size // 2, 1))
@@ -78,7 +92,7 @@ def main(args: argparse.Namespace) -> dict[str, object]:
     loads = schedule(args)
 
     # 1. The crystal and its continuum law (crack frame), computed by LAMMPS and shared by both groups.
-    lattice, stiffness = crystal_constants(link, potential, 3.615, half_width=10.0, orientation=ORIENTATION)
+    lattice, stiffness = crystal_constants(link, potential, 3.615, half_width=10.0, orientation=args.orientation)
     a = lattice.constant
 
     # 2. The coupled run: atoms at the tip (MD ranks), the slit continuum around them (FE ranks).
@@ -86,7 +100,7 @@ def main(args: argparse.Namespace) -> dict[str, object]:
                              hole_half_width=args.hole_half_width, mesh_size=args.mesh_size, growth=args.growth,
                              fit_radius=args.fit_radius)
     start = time.perf_counter()
-    continuum, atoms = build_crack_coupling(link, potential, a, stiffness, ORIENTATION, geometry, periods=args.periods)
+    continuum, atoms = build_crack_coupling(link, potential, a, stiffness, args.orientation, geometry, periods=args.periods)
     coupled_atoms = link.world.allreduce(atoms.num_atoms if atoms is not None and link.comm.rank == 0 else 0)
     fe_nodes = link.world.allreduce(continuum.V.dofmap.index_map.size_local if continuum is not None else 0)
     coupled: list[dict[str, float]] = []
@@ -107,7 +121,7 @@ def main(args: argparse.Namespace) -> dict[str, object]:
     # 3. The check: the whole square atomistic, ring held on the K-field, same K steps, all ranks.
     idle_barrier(link.world)
     start = time.perf_counter()
-    full = KTest(world, potential, a, stiffness, ORIENTATION, args.half_width + ring, periods=args.periods,
+    full = KTest(world, potential, a, stiffness, args.orientation, args.half_width + ring, periods=args.periods,
                  ring=ring, shape="square")
     full_atoms = full.num_atoms
     reference: list[dict[str, float]] = []
@@ -147,6 +161,9 @@ if __name__ == "__main__":
     parser.add_argument("--mesh-size", type=float, default=2.0, help="element size over the atoms, Å")
     parser.add_argument("--growth", type=float, default=1.2, help="element size ratio outside them")
     parser.add_argument("--fit-radius", type=float, default=4.0, help="atoms this close feed a hole-edge node's fit, Å")
+    parser.add_argument("--orientation", type=orientation, default=[[1, 1, 0], [0, 0, 1], [1, -1, 0]],
+                        help="crystal directions of x (the crack would run), y (crack-plane normal), z (front); "
+                             "default '1 1 0, 0 0 1, 1 -1 0'; '1 1 -2, 1 1 1, 1 -1 0' puts the crack on (111)")
     parser.add_argument("--periods", type=int, default=3, help="crystal repeats along the front")
     parser.add_argument("--k-start", type=float, default=0.20, help="first K, eV/Å^2.5")
     parser.add_argument("--k-step", type=float, default=0.01, help="K step up to --fine-from")
@@ -155,7 +172,8 @@ if __name__ == "__main__":
     parser.add_argument("--k-stop", type=float, default=0.5, help="last K")
     parser.add_argument("--tol", type=float, default=1e-4, help="Schwarz tolerance, Å")
     parser.add_argument("--surface-energy", type=float, default=1.345,
-                        help="(001) surface energy for Griffith's K (J/m²; Mishin's Cu)")
+                        help="surface energy of the crack plane for Griffith's K (J/m²; Mishin's Cu: (001) 1.345, "
+                             "(111) 1.239)")
     parser.add_argument("--verbose", action="store_true", help="print every load step")
     parser.add_argument("--json", help="write the numbers to this file")
     arguments = parser.parse_args()
