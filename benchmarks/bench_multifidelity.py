@@ -89,6 +89,18 @@ def covered(prediction: object, truth: np.ndarray) -> float:
     return float(np.mean((truth >= lower) & (truth <= upper)))
 
 
+def score(repeat: int, name: str, n: int, fused: AR1CoKriging, prediction: object, mean_gp: np.ndarray,
+          std_gp: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """One row of a fused-against-GP comparison: ρ̂, both RMSEs and both coverages on ``truth``."""
+    return {
+        "repeat": repeat, "constant": name, "n_high": n, "rho": fused.rho,
+        "rmse_fused": float(np.sqrt(np.mean((prediction.mean - truth) ** 2))),
+        "rmse_high_only_2n": float(np.sqrt(np.mean((mean_gp - truth) ** 2))),
+        "coverage_fused": covered(prediction, truth),
+        "coverage_high_only_2n": coverage(mean_gp, std_gp, truth),
+    }
+
+
 def forrester() -> dict[str, float]:
     x_low, x_high, x_test = np.linspace(0, 1, 12), np.linspace(0, 1, 6), np.linspace(0, 1, 201)
     start = time.perf_counter()
@@ -188,13 +200,7 @@ def alloy(sizes: tuple[int, ...], low_kind: str, repeats: int) -> dict[str, obje
                 prediction = fused.predict(x_test)
                 gp = fit_gaussian_process(x_2[:, None], y_2[:, j])
                 mean_gp, std_gp = gp.predict(x_test[:, None], return_std=True)
-                rows.append({
-                    "repeat": repeat, "constant": name, "n_high": n, "rho": fused.rho,
-                    "rmse_fused": float(np.sqrt(np.mean((prediction.mean - truth[:, j]) ** 2))),
-                    "rmse_high_only_2n": float(np.sqrt(np.mean((mean_gp - truth[:, j]) ** 2))),
-                    "coverage_fused": covered(prediction, truth[:, j]),
-                    "coverage_high_only_2n": coverage(mean_gp, std_gp, truth[:, j]),
-                })
+                rows.append(score(repeat, name, n, fused, prediction, mean_gp, std_gp, truth[:, j]))
         print(f"repeat {repeat} done", flush=True)
     return {"low_fidelity": low_kind, "seconds_per_low_run": low_seconds, "seconds_per_high_run": high_seconds,
             "held_out": len(x_test), "low_runs": len(x_low), "repeats": repeats, "rows": rows,
@@ -274,13 +280,7 @@ def alloy_strain(sizes: tuple[int, ...], repeats: int, max_strain: float, low_ki
                 prediction = fused.predict(scale(x_test))
                 gp = fit_gaussian_process(scale(x_2), y_2[:, j])
                 mean_gp, std_gp = gp.predict(scale(x_test), return_std=True)
-                rows.append({
-                    "repeat": repeat, "constant": name, "n_high": n, "rho": fused.rho,
-                    "rmse_fused": float(np.sqrt(np.mean((prediction.mean - truth[:, j]) ** 2))),
-                    "rmse_high_only_2n": float(np.sqrt(np.mean((mean_gp - truth[:, j]) ** 2))),
-                    "coverage_fused": covered(prediction, truth[:, j]),
-                    "coverage_high_only_2n": coverage(mean_gp, std_gp, truth[:, j]),
-                })
+                rows.append(score(repeat, name, n, fused, prediction, mean_gp, std_gp, truth[:, j]))
         print(f"repeat {repeat} done", flush=True)
     return {"low_fidelity": f"{low_kind}, evaluated exactly", "seconds_per_low_run": low_seconds,
             "seconds_per_high_run": high_seconds, "held_out": len(x_test), "low_runs": 0, "repeats": repeats,
@@ -355,13 +355,7 @@ def composite(sizes: tuple[int, ...], repeats: int, longest: float = 3.0) -> dic
             scale = lambda x: (x - bounds[:, 0]) / np.ptp(bounds, axis=1)  # noqa: E731
             gp = fit_gaussian_process(scale(x_2), y_2)
             mean_gp, std_gp = gp.predict(scale(x_test), return_std=True)
-            rows.append({
-                "repeat": repeat, "constant": "E_T", "n_high": n, "rho": fused.rho,
-                "rmse_fused": float(np.sqrt(np.mean((prediction.mean - truth) ** 2))),
-                "rmse_high_only_2n": float(np.sqrt(np.mean((mean_gp - truth) ** 2))),
-                "coverage_fused": covered(prediction, truth),
-                "coverage_high_only_2n": coverage(mean_gp, std_gp, truth),
-            })
+            rows.append(score(repeat, "E_T", n, fused, prediction, mean_gp, std_gp, truth))
     return {"seconds_per_low_run": low_seconds, "seconds_per_high_run": high_seconds, "held_out": len(x_test),
             "low_runs": 0, "repeats": repeats, "rows": rows, "truth_spread": {"E_T": float(truth.std())}}
 

@@ -38,6 +38,7 @@ from .crack import KTest, KTestStep
 from .edge_solve import EdgeDirichletSolve
 from .exchange import CouplingLink, idle_barrier, transfer_by_id
 from .kfield import CrackTipField
+from .md_mesh import lu_solver
 
 __all__ = ["CoupledKStep", "CrackContinuum", "CrackGeometry", "build_crack_coupling", "solve_crack_step"]
 
@@ -137,7 +138,6 @@ class CrackContinuum(EdgeDirichletSolve):
         import dolfinx.fem.petsc
         import ufl
         from dolfinx import fem
-        from petsc4py import PETSc
 
         geometry.validate()
         self.geometry = g = geometry
@@ -178,11 +178,7 @@ class CrackContinuum(EdgeDirichletSolve):
         self._unit_outer = self.field.displacement(self._nudged(self.outer), [0.0, 1.0, 0.0])
         self._A = dolfinx.fem.petsc.assemble_matrix(self._a, bcs=[self._bc])
         self._A.assemble()
-        self._ksp = PETSc.KSP().create(comm)
-        self._ksp.setOperators(self._A)
-        self._ksp.setType("preonly")
-        self._ksp.getPC().setType("lu")
-        self._ksp.getPC().setFactorSolverType("mumps")
+        self._ksp = lu_solver(self._A)
         self._b = dolfinx.fem.petsc.create_vector(self.V)
         # hole-edge nodes (within 1.5 h inside the hole's boundary) and their affine fits
         self.edge = self.edge_nodes = hole[norm[hole] >= g.hole_half_width - 1.5 * g.mesh_size]
