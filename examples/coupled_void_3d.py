@@ -11,8 +11,11 @@ centre of a cube of half-width ``--half-width``, whose faces are displaced by th
 triaxial strain ``u = ε X``. Only a cube of free atoms around the void, plus a held pad two
 cutoffs thick, is atomistic; the rest is a tetrahedral continuum whose stiffness is the
 Cauchy–Born tangent of the same potential, computed by LAMMPS from small strains of the periodic
-crystal (so a uniform strain is an exact equilibrium of both). The two exchange data by atom ID
-in alternating Schwarz iterations (:mod:`scalelink.coupling.schwarz3d`).
+crystal (so a uniform strain is an exact equilibrium of both). The coupled equilibrium is found
+in one relaxation of the atoms with the continuum condensed onto the pad
+(:mod:`scalelink.coupling.condensed3d`: the FE ranks build the continuum's response once, the
+pad atoms follow it before every force evaluation); ``--solver schwarz`` finds the same answer by
+alternating Schwarz iterations (:mod:`scalelink.coupling.schwarz3d`), each a LAMMPS ``minimize``.
 
 Then, as checks, the same cube is solved fully atomistically (every site up to the faces free,
 a pad held at the far field outside; LAMMPS ``minimize``) and, as a baseline, the atomistic
@@ -43,6 +46,7 @@ from scalelink.coupling.continuum3d import ContinuumRegion3D, affine_field
 from scalelink.coupling.exchange import idle_barrier, split_world
 from scalelink.coupling.fcc import FccLattice
 from scalelink.coupling.geometry import CouplingGeometry
+from scalelink.coupling.condensed3d import solve_condensed_3d
 from scalelink.coupling.schwarz3d import solve_coupled_3d, validate_geometry_3d
 
 ORIENTATION = [[1, -1, 0], [1, 1, -2], [1, 1, 1]]
@@ -67,11 +71,11 @@ def near_void(comm: MPI.Comm, atoms: AtomisticRegion3D, radius: float) -> tuple[
 
 
 def relaxed_region(comm: MPI.Comm, potential: Potential, lattice: FccLattice, strain: np.ndarray, *,
-                   free_half_width: float, removed: np.ndarray) -> tuple[AtomisticRegion3D, int, float]:
+                   free_half_width: float, removed: np.ndarray, force_tol: float) -> tuple[AtomisticRegion3D, int, float]:
     """A region relaxed with its pad held at the far field (free atoms start there too); returns it,
     the minimiser iterations and the seconds."""
     atoms = AtomisticRegion3D(comm, potential, lattice, free_half_width=free_half_width,
-                              pad_width=potential.reach + 0.1, removed=removed, force_tol=1e-6)
+                              pad_width=potential.reach + 0.1, removed=removed, force_tol=force_tol)
     ids, _ = atoms.displacements()
     atoms.set_displacements(ids, affine_field(strain, lattice.positions(ids)))
     comm.Barrier()
@@ -110,8 +114,14 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         continuum = ContinuumRegion3D(link.comm, lattice, stiffness, geometry, strain, removed)
     else:
         atoms = AtomisticRegion3D(link.comm, potential, lattice, free_half_width=geometry.free_half_width,
-                                  pad_width=geometry.pad_width, removed=removed, force_tol=1e-6)
-    result = solve_coupled_3d(link, geometry, lattice, continuum=continuum, atoms=atoms, tol=1e-6)
+                                  pad_width=geometry.pad_width, removed=removed, force_tol=args.force_tol)
+        # the free atoms start on the far field, as in the baselines below
+        free = atoms.local_ids(prescribed=False)
+        atoms.set_displacements(free, affine_field(strain, lattice.positions(free)))
+    if args.solver == "condensed":
+        result = solve_condensed_3d(link, geometry, lattice, continuum=continuum, atoms=atoms)
+    else:
+        result = solve_coupled_3d(link, geometry, lattice, continuum=continuum, atoms=atoms, tol=1e-6)
     coupled_atoms = link.world.allreduce(atoms.num_atoms if atoms is not None and link.comm.rank == 0 else 0)
     fe_nodes = link.world.allreduce(continuum.V.dofmap.index_map.size_local if continuum is not None else 0)
     coupled = near_void(link.comm, atoms, window) if atoms is not None else None
@@ -122,7 +132,8 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     # 4. The references, on all ranks: the whole cube atomistic, and the region alone.
     idle_barrier(link.world)
     full, full_iterations, full_seconds = relaxed_region(world, potential, lattice, strain,
-                                                         free_half_width=args.half_width, removed=removed)
+                                                         free_half_width=args.half_width, removed=removed,
+                                                         force_tol=args.force_tol)
     reference = near_void(world, full, window)
     full_atoms = full.num_atoms
     full.close()
@@ -130,7 +141,8 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     baseline, alone_iterations, alone_seconds = None, 0, 0.0
     if link.is_md:
         alone, alone_iterations, alone_seconds = relaxed_region(link.comm, potential, lattice, strain,
-                                                                free_half_width=args.free_half_width, removed=removed)
+                                                                free_half_width=args.free_half_width, removed=removed,
+                                                                force_tol=args.force_tol)
         baseline = near_void(link.comm, alone, window)
         alone.close()
     idle_barrier(link.world)
@@ -144,8 +156,9 @@ def main(args: argparse.Namespace) -> dict[str, float]:
 
     return {
         "lattice_constant": a, "c11_gpa": stiffness[0, 0] * EV_PER_CUBIC_ANGSTROM_IN_GPA, "void_sites": len(removed),
-        "converged": result.converged, "iterations": len(result.increments),
-        "first_increment": result.increments[0], "evaluations": result.evaluations,
+        "solver": args.solver, "force_tol": args.force_tol, "mesh_size": args.mesh_size, "converged": result.converged, "iterations": len(result.increments),
+        "first_increment": result.increments[0] if result.increments else 0.0, "evaluations": result.evaluations,
+        "setup_seconds": result.setup_seconds, "pad_mismatch": result.pad_mismatch,
         "max_atom_force": result.max_atom_force, "max_fe_residual": result.max_fe_residual,
         "coupled_atoms": coupled_atoms, "fe_nodes": fe_nodes, "coupled_seconds": result.seconds,
         "full_atoms": full_atoms, "full_iterations": full_iterations, "full_seconds": full_seconds,
@@ -162,9 +175,14 @@ if __name__ == "__main__":
     parser.add_argument("--free-half-width", type=float, default=15.0, help="free-atom cube half-width R_a, Å")
     parser.add_argument("--hole-half-width", type=float, default=8.5, help="FE hole half-width R_h, Å")
     parser.add_argument("--void-radius", type=float, default=3.7, help="sites closer to the origin are removed, Å")
-    parser.add_argument("--mesh-size", type=float, default=1.8, help="element size over the atoms, Å")
+    parser.add_argument("--mesh-size", type=float, default=3.2, help="element size over the atoms, Å")
     parser.add_argument("--growth", type=float, default=1.25, help="element size ratio outside them")
     parser.add_argument("--strain", type=float, default=0.01, help="remote triaxial strain ε")
+    parser.add_argument("--force-tol", type=float, default=1e-6,
+                        help="every relaxation stops at this norm of the free atoms' forces, eV/Å")
+    parser.add_argument("--solver", choices=("condensed", "schwarz"), default="condensed",
+                        help="condensed: one relaxation with the continuum condensed onto the pad; schwarz: "
+                             "alternating Schwarz iterations")
     parser.add_argument("--json", help="write the numbers to this file")
     arguments = parser.parse_args()
     try:

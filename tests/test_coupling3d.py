@@ -185,6 +185,71 @@ def test_patch_test_scalelink_potential(tmp_path: Path, ranks: int, model_files:
 
 @pytest.mark.mpi
 @pytest.mark.fenicsx
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_condensed_patch_test_eam(tmp_path: Path, ranks: int) -> None:
+    # the continuum condensed onto the pad, one Anderson relaxation from the reference sites
+    out = tmp_path / "patch.json"
+    _mpirun(ranks, str(ROOT / "tests" / "coupling3d_driver.py"), str(out), "eam", "condensed", cwd=tmp_path)
+    r = json.loads(out.read_text())
+    assert r["converged"] and 0 < r["evaluations"] < 200
+    assert r["max_atom_force"] < 1e-8  # eV/Å: the relaxation's tolerance on the global force norm
+    assert r["max_fe_residual"] < 1e-10
+    assert r["pad_mismatch"] < 1e-10  # the map placed the pad where the solved FE field is
+    assert r["max_atom_affine_error"] < 1e-7
+    assert r["max_node_affine_error"] < 1e-7
+
+
+@pytest.mark.mpi
+@pytest.mark.fenicsx
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_condensed_void_matches_schwarz(tmp_path: Path, ranks: int) -> None:
+    # a void under triaxial strain, solved by Schwarz iterations and by one condensed relaxation
+    out = tmp_path / "void.json"
+    _mpirun(ranks, str(ROOT / "tests" / "coupling3d_driver.py"), str(out), "eam", "void", cwd=tmp_path)
+    r = json.loads(out.read_text())
+    schwarz, condensed = r["schwarz"], r["condensed"]
+    assert r["void_sites"] == 13 and schwarz["converged"] and condensed["converged"]
+    assert r["max_atom_displacement"] > 0.1  # Å: the void moves its neighbours
+    # Schwarz stops at 1e-7 Å changes, the relaxations at 1e-9 eV/Å
+    assert r["max_atom_difference"] < 1e-7 and r["max_node_difference"] < 1e-7
+    assert condensed["pad_mismatch"] < 1e-10
+    assert condensed["evaluations"] < schwarz["evaluations"]
+
+
+def test_coarse_grid_3d_reproduces_uniform_strain_and_its_energy() -> None:
+    from scalelink.bridge.errors import ConfigError
+    from scalelink.coupling.coarse3d import CoarseGrid3D
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(6, 6))
+    c = a @ a.T + 6.0 * np.eye(6)
+    grid = CoarseGrid3D(np.array([-5.0, -3.0, -1.0, 0.5, 2.0, 4.5]), 4.0, c)
+    k = grid.stiffness_matrix()
+    x = np.asarray(grid.nodes)
+    nodes = np.stack(np.meshgrid(x, x, x, indexing="ij"), axis=-1).reshape(-1, 3)
+    eps = np.array([[0.01, 0.003, -0.002], [0.003, -0.004, 0.005], [-0.002, 0.005, 0.006]])
+    u = (nodes @ eps.T).ravel()
+    force = (k @ u).reshape(-1, 3)
+    inner = np.all((nodes > x[0] + 1e-9) & (nodes < x[-1] - 1e-9), axis=1)
+    assert np.max(np.abs(force[inner])) < 1e-12  # a uniform strain is in equilibrium inside
+    r2 = np.sqrt(2.0)
+    mandel = np.array([eps[0, 0], eps[1, 1], eps[2, 2], r2 * eps[1, 2], r2 * eps[0, 2], r2 * eps[0, 1]])
+    volume = (x[-1] - x[0]) ** 3
+    assert u @ k @ u == pytest.approx(volume * mandel @ c @ mandel, rel=1e-12)  # 2 × strain energy
+    points = rng.uniform(x[0], x[-1], size=(20, 3))
+    corner, weight = grid.interpolation(points)
+    assert np.allclose(weight.sum(axis=1), 1.0)
+    assert np.allclose(np.einsum("nk,nkc->nc", weight, nodes[corner]), points)  # trilinear: exact for affine
+    held = grid.held()
+    assert held.sum() == len(nodes) - 4**3  # |X|∞ >= 4 held: free are -3, -1, 0.5, 2 along each axis
+    with pytest.raises(ConfigError, match="outside the grid"):
+        grid.interpolation(np.array([[0.0, 0.0, 6.0]]))
+    with pytest.raises(ConfigError, match="6×6"):
+        CoarseGrid3D(x, 4.0, np.eye(3))
+
+
+@pytest.mark.mpi
+@pytest.mark.fenicsx
 @pytest.mark.slow
 def test_coupled_void_3d_example_against_a_fully_atomistic_run(tmp_path: Path) -> None:
     out = tmp_path / "void.json"

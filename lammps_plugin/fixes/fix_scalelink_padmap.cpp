@@ -10,11 +10,13 @@
 #include "comm.h"
 #include "domain.h"
 #include "error.h"
+#include "modify.h"
 #include "update.h"
 #include "utils.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <mpi.h>
 
 using namespace LAMMPS_NS;
@@ -25,11 +27,14 @@ using ScaleLink::strip_prefix;
 
 FixScaleLinkPadMap::FixScaleLinkPadMap(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), nodes(-1), reference_index(-1), node_index(-1), weight_index(-1), map_index(-1),
-    slots(0), map_columns(0), evaluations(0.0), work_seconds(0.0)
+    slots(0), map_columns(0), field_dofs(0), pnode_index(-1), pweight_index(-1), pslots(0), field_first(0),
+    field_count(-1), evaluations(0.0), work_seconds(0.0)
 {
   const std::string usage = fmt::format(
-      "expected: fix {} {} scalelink/padmap nodes E reference d2_REF fit i2_NODE d2_WEIGHT map d2_MAP", id,
-      arg[1]);
+      "expected: fix {} {} scalelink/padmap nodes E reference d2_REF fit i2_NODE d2_WEIGHT map d2_MAP "
+      "[field Q i2_PNODE d2_PWEIGHT]",
+      id, arg[1]);
+  int field_nodes = 0;
   for (int iarg = 3; iarg < narg; iarg += 2) {
     const std::string key = arg[iarg];
     if (iarg + 1 >= narg) error->all(FLERR, "fix {} scalelink/padmap: keyword {} needs a value; {}", id, key, usage);
@@ -45,6 +50,15 @@ FixScaleLinkPadMap::FixScaleLinkPadMap(LAMMPS *lmp, int narg, char **arg) :
       ++iarg;
     } else if (key == "map") {
       map_name = strip_prefix(arg[iarg + 1], "d2_");
+    } else if (key == "field") {
+      if (iarg + 3 >= narg)
+        error->all(FLERR, "fix {} scalelink/padmap: field needs Q, i2_PNODE and d2_PWEIGHT; {}", id, usage);
+      field_nodes = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
+      if (field_nodes < 1)
+        error->all(FLERR, "fix {} scalelink/padmap: field Q must be positive, got {}", id, field_nodes);
+      pnode_name = strip_prefix(arg[iarg + 2], "i2_");
+      pweight_name = strip_prefix(arg[iarg + 3], "d2_");
+      iarg += 2;
     } else {
       error->all(FLERR, "fix {} scalelink/padmap: unknown keyword {}; {}", id, key, usage);
     }
@@ -52,7 +66,8 @@ FixScaleLinkPadMap::FixScaleLinkPadMap(LAMMPS *lmp, int narg, char **arg) :
   if (nodes < 1 || reference_name.empty() || node_name.empty() || map_name.empty())
     error->all(FLERR, "fix {} scalelink/padmap: nodes, reference, fit and map are all required; {}", id, usage);
   const int d = domain->dimension;
-  map_columns = d + d * nodes * d;
+  field_dofs = field_nodes * d;
+  map_columns = field_dofs > 0 ? d : d + d * nodes * d;
   local_g.assign(static_cast<size_t>(nodes) * d, 0.0);
   global_g.assign(local_g.size(), 0.0);
 
@@ -74,6 +89,7 @@ int FixScaleLinkPadMap::setmask()
 void FixScaleLinkPadMap::init()
 {
   lookup();
+  if (field_dofs > 0) lookup_field();
 }
 
 /* ----------------------------------------------------------------------
@@ -105,10 +121,91 @@ void FixScaleLinkPadMap::lookup()
   map_index = atom->find_custom(map_name.c_str(), flag, cols);
   if (map_index < 0 || flag != 1 || cols != map_columns)
     error->all(FLERR,
-               "fix {} scalelink/padmap: no per-atom array d2_{} with {} columns (d + d E d for d = {}, E = {} "
+               "fix {} scalelink/padmap: no per-atom array d2_{} with {} columns ({} for d = {}, E = {} "
                "nodes); found {}; create it with fix property/atom d2_{} {}",
-               id, map_name, map_columns, domain->dimension, nodes, map_index < 0 ? 0 : cols, map_name,
-               map_columns);
+               id, map_name, map_columns, field_dofs > 0 ? "d, with field" : "d + d E d", domain->dimension, nodes,
+               map_index < 0 ? 0 : cols, map_name, map_columns);
+}
+
+/* ----------------------------------------------------------------------
+   The field mode's per-atom arrays and matrix rows, checked on all ranks.
+------------------------------------------------------------------------- */
+
+void FixScaleLinkPadMap::lookup_field()
+{
+  int flag = -1, cols = -1;
+  pnode_index = atom->find_custom(pnode_name.c_str(), flag, cols);
+  if (pnode_index < 0 || flag != 0 || cols < 1)
+    error->all(FLERR,
+               "fix {} scalelink/padmap: no per-atom integer array i2_{}; create it with fix property/atom i2_{} K "
+               "and set the field nodes of each pad atom (-1 for an empty slot)",
+               id, pnode_name, pnode_name);
+  pslots = cols;
+  pweight_index = atom->find_custom(pweight_name.c_str(), flag, cols);
+  if (pweight_index < 0 || flag != 1 || cols != pslots)
+    error->all(FLERR,
+               "fix {} scalelink/padmap: no per-atom array d2_{} with {} columns (as many as i2_{}); create it "
+               "with fix property/atom d2_{} {}",
+               id, pweight_name, pslots, pnode_name, pweight_name, pslots);
+
+  // the row blocks of all ranks must tile 0 .. Q d - 1
+  const int nprocs = comm->nprocs;
+  long mine[2] = {field_first, field_count};
+  std::vector<long> all(2 * static_cast<size_t>(nprocs));
+  MPI_Allgather(mine, 2, MPI_LONG, all.data(), 2, MPI_LONG, world);
+  long next = 0;
+  std::string problem;
+  row_counts.assign(nprocs, 0);
+  row_displs.assign(nprocs, 0);
+  for (int p = 0; p < nprocs && problem.empty(); ++p) {
+    if (all[2 * p + 1] < 0)
+      problem = fmt::format("rank {} has no rows of the field matrix; hand them over with "
+                            "scalelink_padmap_set_field after defining the fix",
+                            p);
+    else if (all[2 * p] != next)
+      problem = fmt::format("rank {} holds rows from {}, expected {} (the blocks must follow each other in rank "
+                            "order)",
+                            p, all[2 * p], next);
+    row_counts[p] = static_cast<int>(all[2 * p + 1]);
+    row_displs[p] = static_cast<int>(next);
+    next += all[2 * p + 1];
+  }
+  if (problem.empty() && next != field_dofs)
+    problem = fmt::format("the ranks hold {} rows of the field matrix together, expected Q d = {}", next, field_dofs);
+  if (!problem.empty()) error->all(FLERR, "fix {} scalelink/padmap: {}", id, problem);
+  local_z.assign(std::max<long>(field_count, 1), 0.0);
+  global_z.assign(field_dofs, 0.0);
+
+  const int *mask = atom->mask;
+  int **pnode = atom->iarray[pnode_index];
+  const int qnodes = field_dofs / domain->dimension;
+  int bad = -1;
+  for (int i = 0; i < atom->nlocal && bad < 0; ++i)
+    if (mask[i] & groupbit)
+      for (int k = 0; k < pslots; ++k)
+        if (pnode[i][k] >= qnodes || pnode[i][k] < -1) bad = static_cast<int>(atom->tag[i]);
+  int any = -1;
+  MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, world);
+  if (any >= 0)
+    error->all(FLERR, "fix {} scalelink/padmap: pad atom {} has a field node outside -1..{} in i2_{}", id, any,
+               qnodes - 1, pnode_name);
+}
+
+/* ---------------------------------------------------------------------- */
+
+std::string FixScaleLinkPadMap::set_field(long first, long count, long columns, const double *values)
+{
+  const long width = static_cast<long>(nodes) * domain->dimension;
+  if (field_dofs == 0) return fmt::format("fix {} was defined without the field keyword", id);
+  if (columns != width)
+    return fmt::format("the field matrix has {} columns; fix {} was defined with E d = {}", columns, id, width);
+  if (first < 0 || count < 0 || first + count > field_dofs)
+    return fmt::format("rows {}..{} lie outside 0..{}", first, first + count - 1, field_dofs - 1);
+  if (count > 0 && values == nullptr) return "no values given";
+  field_first = first;
+  field_count = count;
+  field_rows.assign(values, values + static_cast<size_t>(count) * columns);
+  return "";
 }
 
 /* ---------------------------------------------------------------------- */
@@ -191,18 +288,37 @@ void FixScaleLinkPadMap::move_pads()
 
   const int width = nodes * d;
   const double *g = global_g.data();
-  for (int i = 0; i < nlocal; ++i) {
+  // four independent sums, so the additions need not wait for each other
+  auto dot = [width, g](const double *coefficients) {
+    double s[4] = {0.0, 0.0, 0.0, 0.0};
+    int j = 0;
+    for (; j + 4 <= width; j += 4)
+      for (int l = 0; l < 4; ++l) s[l] += coefficients[j + l] * g[j + l];
+    for (; j < width; ++j) s[0] += coefficients[j] * g[j];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+  };
+  if (field_dofs > 0) {
+    for (long r = 0; r < field_count; ++r) local_z[r] = dot(field_rows.data() + r * width);
+    MPI_Allgatherv(local_z.data(), static_cast<int>(field_count), MPI_DOUBLE, global_z.data(), row_counts.data(),
+                   row_displs.data(), MPI_DOUBLE, world);
+    int **pnode = atom->iarray[pnode_index];
+    double **pweight = atom->darray[pweight_index];
+    const double *z = global_z.data();
+    for (int i = 0; i < nlocal; ++i) {
+      if (!(mask[i] & groupbit)) continue;
+      for (int c = 0; c < d; ++c) {
+        double u = map[i][c];
+        for (int k = 0; k < pslots; ++k)
+          if (pnode[i][k] >= 0) u += pweight[i][k] * z[pnode[i][k] * d + c];
+        x[i][c] += u - displacement(i, c);
+      }
+    }
+  }
+  for (int i = 0; i < nlocal && field_dofs == 0; ++i) {
     if (!(mask[i] & groupbit)) continue;
     const double *row = map[i];
     for (int c = 0; c < d; ++c) {
-      const double *coefficients = row + d + c * width;
-      // four independent sums, so the additions need not wait for each other
-      double s[4] = {0.0, 0.0, 0.0, 0.0};
-      int j = 0;
-      for (; j + 4 <= width; j += 4)
-        for (int l = 0; l < 4; ++l) s[l] += coefficients[j + l] * g[j + l];
-      for (; j < width; ++j) s[0] += coefficients[j] * g[j];
-      const double u = row[c] + ((s[0] + s[1]) + (s[2] + s[3]));
+      const double u = row[c] + dot(row + d + c * width);
       x[i][c] += u - displacement(i, c);
     }
   }
@@ -228,4 +344,31 @@ void FixScaleLinkPadMap::min_post_force(int /*vflag*/)
 double FixScaleLinkPadMap::compute_vector(int n)
 {
   return n == 0 ? evaluations : work_seconds;
+}
+
+/* ----------------------------------------------------------------------
+   C entry point: hand this rank's block of rows of the field matrix to fix `fix_id` of the
+   LAMMPS instance `handle` (the pointer lammps_open gives). Returns 0, or 1 with the reason in
+   `message`.
+------------------------------------------------------------------------- */
+
+extern "C" __attribute__((visibility("default"))) int scalelink_padmap_set_field(void *handle, const char *fix_id,
+                                                                                  long first, long count,
+                                                                                  long columns, const double *values,
+                                                                                  char *message, int length)
+{
+  std::string problem;
+  auto *lmp = static_cast<LAMMPS *>(handle);
+  Fix *fix = (lmp && fix_id) ? lmp->modify->get_fix_by_id(fix_id) : nullptr;
+  if (!fix)
+    problem = fmt::format("no fix with ID {}", fix_id ? fix_id : "(null)");
+  else if (std::string(fix->style) != "scalelink/padmap")
+    problem = fmt::format("fix {} is {}, not scalelink/padmap", fix_id, fix->style);
+  else
+    problem = static_cast<FixScaleLinkPadMap *>(fix)->set_field(first, count, columns, values);
+  if (message && length > 0) {
+    std::strncpy(message, problem.c_str(), static_cast<size_t>(length) - 1);
+    message[length - 1] = '\0';
+  }
+  return problem.empty() ? 0 : 1;
 }

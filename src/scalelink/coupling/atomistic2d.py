@@ -26,6 +26,7 @@ __all__ = [
     "cauchy_born_stiffness",
     "relaxed_spacing",
     "set_coarse_rows",
+    "set_field_rows",
 ]
 
 _SQRT3 = float(np.sqrt(3.0))
@@ -38,27 +39,67 @@ class RelaxationError(ScaleLinkError):
 _SQRT2 = float(np.sqrt(2.0))
 
 
-def set_coarse_rows(lmp: Any, fix_id: str, first: int, columns: int, rows: np.ndarray) -> str:
-    """Hand rows ``first .. first + len(rows) - 1`` ``(m, columns)`` of the coarse matrix to
-    ``fix fix_id scalelink/relax`` of LAMMPS instance ``lmp`` on this rank, through the plugin's
-    C entry point ``scalelink_relax_set_coarse``. Returns ``""``, or why they were refused."""
+def _plugin() -> Any:
+    """The loaded ScaleLink LAMMPS plugin library (ctypes), or the reason it is not there (a string)."""
     import ctypes
     import os
 
     from scalelink.bridge.lammps_env import plugin_library
 
     try:
-        call = ctypes.CDLL(plugin_library(), mode=os.RTLD_NOLOAD | os.RTLD_NOW).scalelink_relax_set_coarse
-    except (OSError, AttributeError) as err:
-        return f"the ScaleLink LAMMPS plugin library is not loaded or too old ({err})"
-    call.restype = ctypes.c_int
-    call.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
-                     ctypes.c_char_p, ctypes.c_int]
+        return ctypes.CDLL(plugin_library(), mode=os.RTLD_NOLOAD | os.RTLD_NOW)
+    except OSError as err:
+        return f"the ScaleLink LAMMPS plugin library is not loaded ({err})"
+
+
+def _hand_rows(call: Any, lmp: Any, fix_id: str, first: int, columns: int, rows: np.ndarray) -> str:
+    """Call a plugin entry point of the form ``(handle, fix_id, first, count, columns, values,
+    message, length)``; returns ``""`` or why the rows were refused."""
+    import ctypes
+
     matrix = np.ascontiguousarray(rows, dtype=np.float64)
     message = ctypes.create_string_buffer(512)
     status = call(lmp.lmp, fix_id.encode(), first, matrix.shape[0], columns,
                   matrix.ctypes.data if matrix.size else None, message, len(message))
     return message.value.decode() if status else ""
+
+
+def set_coarse_rows(lmp: Any, fix_id: str, first: int, columns: int, rows: np.ndarray) -> str:
+    """Hand rows ``first .. first + len(rows) - 1`` ``(m, columns)`` of the coarse matrix to
+    ``fix fix_id scalelink/relax`` of LAMMPS instance ``lmp`` on this rank, through the plugin's
+    C entry point ``scalelink_relax_set_coarse``. Returns ``""``, or why they were refused."""
+    import ctypes
+
+    library = _plugin()
+    if isinstance(library, str):
+        return library
+    try:
+        call = library.scalelink_relax_set_coarse
+    except AttributeError as err:
+        return f"the ScaleLink LAMMPS plugin library is too old ({err})"
+    call.restype = ctypes.c_int
+    call.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
+                     ctypes.c_char_p, ctypes.c_int]
+    return _hand_rows(call, lmp, fix_id, first, columns, rows)
+
+
+def set_field_rows(lmp: Any, fix_id: str, first: int, columns: int, rows: np.ndarray) -> str:
+    """Hand rows ``first .. first + len(rows) - 1`` ``(m, columns)`` of the field matrix to
+    ``fix fix_id scalelink/padmap ... field`` of LAMMPS instance ``lmp`` on this rank, through the
+    plugin's C entry point ``scalelink_padmap_set_field``. Returns ``""``, or why they were refused."""
+    import ctypes
+
+    library = _plugin()
+    if isinstance(library, str):
+        return library
+    try:
+        call = library.scalelink_padmap_set_field
+    except AttributeError as err:
+        return f"the ScaleLink LAMMPS plugin library is too old ({err})"
+    call.restype = ctypes.c_int
+    call.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
+                     ctypes.c_char_p, ctypes.c_int]
+    return _hand_rows(call, lmp, fix_id, first, columns, rows)
 
 
 def _new_lammps(comm: MPI.Comm) -> Any:

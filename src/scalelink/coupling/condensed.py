@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from mpi4py import MPI
@@ -50,7 +51,7 @@ from .exchange import CouplingLink, idle_barrier, transfer_by_id
 from .lattice import HexLattice
 from .quasistatic import ContinuumRegion, CouplingGeometry, CouplingResult, pad_mismatch, send_band_displacements
 
-__all__ = ["CondensedContinuum", "condense", "solve_condensed"]
+__all__ = ["CondensedContinuum", "active_edge", "condense", "fit_rows_by_atom", "solve_condensed"]
 
 _METHODS = ("anderson", "fire")
 
@@ -86,7 +87,7 @@ class CondensedContinuum:
     offset_field: np.ndarray
 
 
-def _active_edge(continuum: ContinuumRegion) -> tuple[np.ndarray, int, int]:
+def active_edge(continuum: Any) -> tuple[np.ndarray, int, int]:
     """Positions in ``continuum.edge_nodes`` of this rank's owned active edge nodes, the global
     index of the first of them, and the number E over all ranks."""
     from dolfinx import la
@@ -108,6 +109,39 @@ def _active_edge(continuum: ContinuumRegion) -> tuple[np.ndarray, int, int]:
     return owned_active, int(first), int(comm.allreduce(len(owned_active)))
 
 
+def fit_rows_by_atom(comm: MPI.Comm, continuum: Any, positions: np.ndarray,
+                     first: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """The fits of the owned active hole-edge nodes ``positions`` (numbered from ``first``) as rows
+    per atom, gathered for each atom on FE rank ``id % size`` (collective on ``comm``).
+
+    Returns ``(K, ids (m,), rows (m, 2K))``: the most nodes one atom feeds (over all ranks), the
+    atoms of this rank, and for each the nodes it feeds (as floats, -1 for an empty slot), then
+    the weights.
+    """
+    # fit rows: (atom, node, weight) of the owned active nodes, gathered per atom on rank id % size
+    rows, weights = continuum.fit_rows[positions], continuum.fit_weights[positions]
+    used = weights != 0.0
+    atom = continuum.fit_ids[rows[used]]
+    node = np.broadcast_to((first + np.arange(len(positions)))[:, None], rows.shape)[used]
+    weight = weights[used]
+    dest = atom % comm.size
+    outgoing = [(atom[dest == r], node[dest == r], weight[dest == r]) for r in range(comm.size)]
+    incoming = comm.alltoall(outgoing)
+    atom = np.concatenate([p[0] for p in incoming]).astype(np.int64)
+    node = np.concatenate([p[1] for p in incoming]).astype(np.int64)
+    weight = np.concatenate([p[2] for p in incoming])
+    order = np.lexsort((node, atom))
+    atom, node, weight = atom[order], node[order], weight[order]
+    fit_ids, start, count = np.unique(atom, return_index=True, return_counts=True)
+    slots = int(comm.allreduce(int(count.max(initial=0)), op=MPI.MAX))
+    slot = np.arange(len(atom)) - np.repeat(start, count)
+    fit_rows = np.concatenate([np.full((len(fit_ids), slots), -1.0), np.zeros((len(fit_ids), slots))], axis=1)
+    row = np.repeat(np.arange(len(fit_ids)), count)
+    fit_rows[row, slot] = node
+    fit_rows[row, slots + slot] = weight
+    return slots, fit_ids, fit_rows
+
+
 def condense(continuum: ContinuumRegion) -> CondensedContinuum:
     """Build the condensed continuum (collective on the FE communicator).
 
@@ -115,7 +149,7 @@ def condense(continuum: ContinuumRegion) -> CondensedContinuum:
     Dirichlet data of ``continuum`` are restored afterwards.
     """
     comm = continuum.mesh.comm
-    positions, first, nodes = _active_edge(continuum)
+    positions, first, nodes = active_edge(continuum)
     edge = continuum.edge_nodes
     values = continuum.bc_values.x.array.reshape(-1, 2)
     saved = continuum.bc_values.x.array.copy()
@@ -141,27 +175,7 @@ def condense(continuum: ContinuumRegion) -> CondensedContinuum:
     continuum.bc_values.x.array[:] = saved
     continuum.solve()
 
-    # fit rows: (atom, node, weight) of the owned active nodes, gathered per atom on rank id % size
-    rows, weights = continuum.fit_rows[positions], continuum.fit_weights[positions]
-    used = weights != 0.0
-    atom = continuum.fit_ids[rows[used]]
-    node = np.broadcast_to((first + np.arange(len(positions)))[:, None], rows.shape)[used]
-    weight = weights[used]
-    dest = atom % comm.size
-    outgoing = [(atom[dest == r], node[dest == r], weight[dest == r]) for r in range(comm.size)]
-    incoming = comm.alltoall(outgoing)
-    atom = np.concatenate([p[0] for p in incoming]).astype(np.int64)
-    node = np.concatenate([p[1] for p in incoming]).astype(np.int64)
-    weight = np.concatenate([p[2] for p in incoming])
-    order = np.lexsort((node, atom))
-    atom, node, weight = atom[order], node[order], weight[order]
-    fit_ids, start, count = np.unique(atom, return_index=True, return_counts=True)
-    slots = int(comm.allreduce(int(count.max(initial=0)), op=MPI.MAX))
-    slot = np.arange(len(atom)) - np.repeat(start, count)
-    fit_rows = np.concatenate([np.full((len(fit_ids), slots), -1.0), np.zeros((len(fit_ids), slots))], axis=1)
-    row = np.repeat(np.arange(len(fit_ids)), count)
-    fit_rows[row, slot] = node
-    fit_rows[row, slots + slot] = weight
+    slots, fit_ids, fit_rows = fit_rows_by_atom(comm, continuum, positions, first)
     pad_rows = np.concatenate([offset, response.reshape(n_pad, 4 * nodes)], axis=1)
     return CondensedContinuum(nodes, slots, fit_ids, fit_rows, continuum.pad_map.ids, pad_rows, 2 * nodes + 2,
                               fields, offset_field)
