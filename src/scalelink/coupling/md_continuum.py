@@ -40,9 +40,55 @@ from .wave_strip import WaveStrip
 if TYPE_CHECKING:
     from .md_kernel import CriticalPath
 
-__all__ = ["ContinuumStrip"]
+__all__ = ["ContinuumStrip", "band_filter_matrix", "band_gain_polynomial"]
 
 Field = Callable[[np.ndarray], np.ndarray]
+
+
+def band_gain_polynomial(a: int, b: int) -> np.ndarray:
+    """Coefficients (in increasing powers of s) of ``1 − I_s(a, b)``, the regularised incomplete beta
+    function: ``1 − Σ_{k=a}^{n} C(n, k) s^k (1 − s)^(n − k)``, n = a + b − 1. It falls monotonically
+    from 1 at s = 0 to 0 at s = 1, flat to order a at s = 0 and to order b at s = 1."""
+    from math import comb
+
+    if not (a >= 1 and b >= 1):
+        raise ConfigError(f"band filter (a, b) = ({a}, {b}); expected integers a, b >= 1")
+    n = a + b - 1
+    s, one_minus = np.polynomial.Polynomial([0.0, 1.0]), np.polynomial.Polynomial([1.0, -1.0])
+    poly = np.polynomial.Polynomial([1.0])
+    for k in range(a, n + 1):
+        poly = poly - comb(n, k) * s**k * one_minus ** (n - k)
+    return np.pad(poly.coef, (0, n + 1 - len(poly.coef)))
+
+
+def band_filter_matrix(keys: np.ndarray, a: int, b: int) -> Any:
+    """The low-pass ``F = P(S)`` along x (scipy CSR), P of :func:`band_gain_polynomial`.
+
+    Args:
+        keys: ``(n, m)`` integers per node value: the x index first (nodes one element apart
+            differ by 1), then anything that must match between neighbours (the other
+            coordinates, the component).
+
+    ``S = −D/4`` with D the second difference between a value and its x neighbours; a value
+    missing a neighbour has a zero row, so F keeps constant and linear fields exactly. On a
+    cosine of ``k x`` away from the ends, F multiplies by ``P(sin²(k h / 2))``.
+    """
+    import scipy.sparse as sp
+
+    index = {tuple(k): i for i, k in enumerate(np.asarray(keys).tolist())}
+    rows, cols, vals = [], [], []
+    for i, k in enumerate(np.asarray(keys).tolist()):
+        left, right = index.get((k[0] - 1, *k[1:])), index.get((k[0] + 1, *k[1:]))
+        if left is not None and right is not None:
+            rows += [i, i, i]
+            cols += [i, left, right]
+            vals += [0.5, -0.25, -0.25]
+    n = len(index)
+    s_op = sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
+    filt = sp.csr_matrix((n, n))
+    for c in band_gain_polynomial(a, b)[::-1]:  # Horner
+        filt = (filt @ s_op + c * sp.identity(n, format="csr")).tocsr()
+    return filt
 
 
 class ContinuumStrip:
@@ -124,7 +170,8 @@ class ContinuumStrip:
         hs = band.is_handshake
         # fine-scale damping, 1/ps: rising with α from zero slope at X_a, a gradual (PML-like) ramp that
         # reflects little, and reaching η at X_b, where what was not absorbed on the way in would bounce
-        self.rate = np.where(hs, s.config.fine_damping * alpha, 0.0)[:, None]
+        ramp = np.minimum(1.0, alpha / s.config.damping_ramp)
+        self.rate = np.where(hs, s.config.fine_damping * ramp, 0.0)[:, None]
         self.inv_weight = np.where(hs, 1.0 / np.where(hs, 1.0 - alpha, 1.0), 0.0)[:, None]  # 1/(1 − α)
         d_inv = self.B.createVecs()[1]
         d_inv.array[:] = np.repeat(self.inv_weight[:, 0] / self.atom_mass, self.dim)
@@ -162,10 +209,40 @@ class ContinuumStrip:
         self.gram_j = self.gram.createSubMatrix(self._is_j, self._is_j)
         l2 = gram.createSubMatrix(self._is_j, self._is_j)  # L2 projection onto the mesh
         self._l2_ksp, self._l2_envelope = lu_solver(l2), EnvelopeSolver.for_matrix(l2, self.dim)
+        self._band = self._band_filter(s.config.band_filter)
         self._atom_vecs = [self.B.createVecs()[1] for _ in range(6)]
         self._reply_pre = self.B.createVecs()[1]
-        self._g, self._g0, self._lam, self._j_tmp, self._j_vec, self._j_coef = (
-            self.constraint_operator.createVecs()[0] for _ in range(6))
+        self._g, self._g0, self._lam, self._j_tmp, self._j_vec, self._j_coef, self._j_band = (
+            self.constraint_operator.createVecs()[0] for _ in range(7))
+
+    def _band_filter(self, design: tuple[int, int] | None) -> Any:
+        """``F − I`` on the constrained DOFs (PETSc), F the low-pass along x of
+        :attr:`~scalelink.coupling.wave_bar.BarConfig.band_filter`, or ``None``.
+
+        F is the polynomial ``P(S) = 1 − I_S(a, b)`` of ``S = −D/4``, D the second difference along
+        x between constrained nodes of the same y (and z) and component (eigenvalue
+        ``sin²(k h/2)`` for ``cos k x``); a node whose left or right neighbour is not constrained
+        has a zero row of S, so F keeps constant and linear fields exactly. The constrained nodes'
+        coordinates are gathered on every FE rank to build it (a few thousand rows, once).
+        """
+        import scipy.sparse as sp
+
+        if design is None:
+            return None
+        g, dim = self.grid, self.dim
+        node, comp = self._j // dim, self._j % dim
+        h = self.strip.element_size
+        # integer keys: x in elements from the first constrained node, the other coordinates rounded to
+        # 1e-6 Å, the component
+        x0 = self.comm.allreduce(float(np.min(g.node_x[node, 0], initial=np.inf)), op=MPI.MIN)
+        local = np.column_stack([np.round((g.node_x[node, 0] - x0) / h), np.round(g.node_x[node, 1:] * 1e6), comp])
+        keys = np.concatenate(self.comm.allgather(local.astype(np.int64)))
+        first = int(self.comm.exscan(len(self._j)) or 0)
+        filt = band_filter_matrix(keys, *design)
+        n = len(keys)
+        minus = (filt - sp.identity(n, format="csr")).tocsr()[first:first + len(self._j)].tocoo()
+        keep = np.abs(minus.data) > 1e-14
+        return aij(self.comm, len(self._j), len(self._j), minus.row[keep], minus.col[keep], minus.data[keep])
 
     def _build_slave_response(self) -> None:
         """``Z = M⁻¹ K E_s`` (FE accelerations from unit slave displacements; one solve per slave DOF)
@@ -226,7 +303,11 @@ class ContinuumStrip:
             self._l2_envelope.solve(self._j_tmp.array, self._j_coef.array)
         else:
             self._l2_ksp.solve(self._j_tmp, self._j_coef)
-        self.B_j.mult(self._j_coef, bv)
+        if self._band is not None:  # the damping's target F Q v: the band near the mesh cutoff removed
+            self._band.multAdd(self._j_coef, self._j_coef, self._j_band)
+            self.B_j.mult(self._j_band, bv)
+        else:
+            self.B_j.mult(self._j_coef, bv)
         np.add(self.v.array, kick * self._a.array, out=self._vs.array)
         self._j_vec.array[:] = self._vs.array[self._j]
         self.gram_j.mult(self._j_vec, self._g0)

@@ -153,6 +153,10 @@ class StripConfig:
         time_step_fraction: time step as a fraction of ``2/ω_max`` of the lattice.
         lead: extra atomistic length left of the packet, in lattice spacings (a larger atomistic
             region with the same handshake and the same run).
+        damping_ramp: the damping rate is ``η min(1, α / damping_ramp)`` (1: ``η α``).
+        band_filter: ``(a, b)`` to damp, besides the fine scales, the band of the mesh's own
+            wavenumbers near its cutoff (see :class:`~scalelink.coupling.wave_bar.BarConfig`), or
+            ``None`` (the 2D default).
     """
 
     rows: int = 4
@@ -163,6 +167,8 @@ class StripConfig:
     fine_damping: float = 5.0
     time_step_fraction: float = 0.2
     lead: float = 0.0
+    damping_ramp: float = 1.0
+    band_filter: tuple[int, int] | None = None
 
     def validate(self, potential: LennardJones2D, spacing: float) -> None:
         """Raise :class:`ConfigError` for sizes the coupling cannot use."""
@@ -180,11 +186,25 @@ class StripConfig:
                 f"StripConfig fine_damping={self.fine_damping}, time_step_fraction={self.time_step_fraction}, "
                 f"amplitude={self.amplitude}, lead={self.lead}; expected fine_damping >= 0, "
                 "0 < time_step_fraction <= 0.5, amplitude > 0, lead >= 0")
+        check_band_damping(self.damping_ramp, self.band_filter, self.overlap_elements)
         if self.fine_damping < _MIN_STABLE_DAMPING:
             warnings.warn(
                 f"StripConfig fine_damping={self.fine_damping}/ps is below {_MIN_STABLE_DAMPING}/ps: without "
                 "enough fine-scale damping a mode of the last handshake elements grows (about 5 % per ps); "
                 "use the default 5/ps for runs longer than a few ps", RuntimeWarning, stacklevel=2)
+
+
+def check_band_damping(ramp: float, band_filter: tuple[int, int] | None, overlap_elements: int) -> None:
+    """Raise :class:`ConfigError` for a damping ramp outside ``(0, 1]`` or a band filter that is not two
+    positive integers reaching at most across the handshake (``a + b − 1 <= overlap_elements`` nodes)."""
+    if not 0.0 < ramp <= 1.0:
+        raise ConfigError(f"damping_ramp={ramp}; expected 0 < damping_ramp <= 1 (the α at which the rate is full)")
+    if band_filter is not None:
+        a, b = band_filter
+        if not (isinstance(a, int) and isinstance(b, int) and a >= 1 and b >= 1 and a + b - 1 <= overlap_elements):
+            raise ConfigError(
+                f"band_filter={band_filter!r}; expected (a, b), integers >= 1 with a + b - 1 <= overlap_elements "
+                f"({overlap_elements}): the filter reaches a + b - 1 nodes along x on each side")
 
 
 class PacketGeometry:
