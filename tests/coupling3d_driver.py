@@ -1,7 +1,8 @@
 """MPI driver for tests/test_coupling3d.py: ``mpirun -n N python coupling3d_driver.py OUT.json POTENTIAL``.
 
 Optional third argument ``affine``: the free atoms start on the affine field instead; ``short``:
-relaxations too short to converge, to check that every rank raises the error; ``condensed``:
+relaxations too short to converge, to check that every rank raises the error (``condensed-short``:
+the same for the condensed solve); ``condensed``:
 the same patch test solved in one relaxation (:mod:`scalelink.coupling.condensed3d`); ``void``:
 a 13-site void under triaxial strain solved both ways, the two answers compared atom by atom and
 node by node.
@@ -67,10 +68,13 @@ def main(out: str, which: str, start_at: str) -> None:
             ids = atoms.local_ids(prescribed=False)
             atoms.set_displacements(ids, affine_field(STRAIN, lattice.positions(ids)))
     setup = time.perf_counter() - start
-    if start_at == "short":
+    if start_at in ("short", "condensed-short"):
         # minimisations of 5 iterations cannot reach the tolerance: every rank must raise, none hang
         try:
-            solve_coupled_3d(link, geometry, lattice, continuum=continuum, atoms=atoms, relax_iterations=5)
+            if start_at == "short":
+                solve_coupled_3d(link, geometry, lattice, continuum=continuum, atoms=atoms, relax_iterations=5)
+            else:
+                solve_condensed_3d(link, geometry, lattice, continuum=continuum, atoms=atoms, max_iterations=5)
             raised, message = 0, ""
         except ScaleLinkError as err:
             raised, message = 1, str(err)

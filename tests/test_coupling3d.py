@@ -159,9 +159,10 @@ def test_patch_test_eam(tmp_path: Path, ranks: int) -> None:
 
 @pytest.mark.mpi
 @pytest.mark.fenicsx
-def test_failed_relaxation_raises_on_every_rank(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["short", "condensed-short"])
+def test_failed_relaxation_raises_on_every_rank(tmp_path: Path, mode: str) -> None:
     out = tmp_path / "short.json"
-    _mpirun(2, str(ROOT / "tests" / "coupling3d_driver.py"), str(out), "eam", "short", cwd=tmp_path)
+    _mpirun(2, str(ROOT / "tests" / "coupling3d_driver.py"), str(out), "eam", mode, cwd=tmp_path)
     r = json.loads(out.read_text())
     assert r["ranks_raising"] == 2
     assert "force norm" in r["message"] and "force_tol" in r["message"]

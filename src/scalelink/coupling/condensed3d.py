@@ -49,7 +49,8 @@ from .quasistatic import CouplingResult
 from .schwarz3d import pad_mismatch_3d
 from .wave_bar import fcc_force_constants
 
-__all__ = ["CondensedField3D", "anderson_step", "condense_3d", "solve_condensed_3d"]
+__all__ = ["CondensedField3D", "CondensedSolveError", "anderson_step", "condense_3d", "raise_on_every_rank",
+           "solve_condensed_3d"]
 
 _SLOTS = 4  # P1 tetrahedra: 4 field nodes per pad atom
 
@@ -166,7 +167,13 @@ def _hand_over(link: CouplingLink, geometry: CouplingGeometry, lattice: FccLatti
                coarse_spacing: float | None, precondition: bool) -> CondensedField3D | None:
     """Set-up: condense the continuum (FE ranks), hand every MD rank its rows and blocks, and
     give the MD ranks the coarse grid. Returns the condensed continuum on FE ranks."""
-    condensed = condense_3d(continuum) if continuum is not None else None
+    condensed, failure = None, ""
+    if continuum is not None:
+        try:
+            condensed = condense_3d(continuum)
+        except Exception as err:  # noqa: BLE001  (re-raised on every rank)
+            failure = f"{type(err).__name__}: {err}"
+    raise_on_every_rank(link, failure, "building the condensed continuum on an FE rank")
     shape = (np.array([condensed.nodes, condensed.slots, condensed.field_nodes], dtype=np.int64)
              if condensed is not None else np.zeros(3, dtype=np.int64))
     idle_barrier(link.world)
@@ -206,6 +213,19 @@ def _hand_over(link: CouplingLink, geometry: CouplingGeometry, lattice: FccLatti
     return None
 
 
+class CondensedSolveError(ScaleLinkError):
+    """A step of :func:`solve_condensed_3d` failed on some rank; raised on every rank."""
+
+
+def raise_on_every_rank(link: CouplingLink, failure: str, what: str) -> None:
+    """Raise :class:`CondensedSolveError` on every rank of ``link.world`` if any rank passes a
+    non-empty ``failure`` (collective; the ranks that arrive first wait idle)."""
+    idle_barrier(link.world, poll_seconds=1e-4)
+    failures = [f for f in link.world.allgather(failure) if f]
+    if failures:
+        raise CondensedSolveError(f"solve_condensed_3d: {what} failed: {failures[0]}")
+
+
 def solve_condensed_3d(link: CouplingLink, geometry: CouplingGeometry, lattice: FccLattice, *,
                        continuum: ContinuumRegion3D | None, atoms: AtomisticRegion3D | None,
                        max_iterations: int = 20000, step: float | None = None, memory: int = 40,
@@ -236,7 +256,8 @@ def solve_condensed_3d(link: CouplingLink, geometry: CouplingGeometry, lattice: 
         precondition: ``False`` relaxes by plain Anderson steps.
 
     Raises:
-        ScaleLinkError: (on every rank of both groups) the relaxation failed on the MD ranks.
+        CondensedSolveError: (on every rank of both groups) the set-up or the relaxation failed on
+            some rank.
     """
     if (continuum is None) == link.is_fe or (atoms is None) == link.is_md:
         raise ConfigError(
@@ -250,11 +271,19 @@ def solve_condensed_3d(link: CouplingLink, geometry: CouplingGeometry, lattice: 
     band = geometry.band(lattice.spacing)
     idle_barrier(link.world)
     start = time.perf_counter()
-    condensed = _hand_over(link, geometry, lattice, band, continuum, atoms, coarse_spacing=coarse_spacing,
-                           precondition=precondition)
-    if atoms is not None and step is None:
-        step = anderson_step(atoms.potential, lattice.constant, atoms.comm)
-    idle_barrier(link.world)
+    failure = ""
+    try:
+        condensed = _hand_over(link, geometry, lattice, band, continuum, atoms, coarse_spacing=coarse_spacing,
+                               precondition=precondition)
+        if atoms is not None and step is None:
+            step = anderson_step(atoms.potential, lattice.constant, atoms.comm)
+    except CondensedSolveError:
+        raise  # already on every rank
+    except Exception as err:  # noqa: BLE001  (an MD rank's set-up: re-raised on every rank below)
+        if atoms is None:
+            raise
+        condensed, failure = None, f"{type(err).__name__}: {err}"
+    raise_on_every_rank(link, failure, "the set-up on an MD rank")
     setup = time.perf_counter() - start
 
     result = CouplingResult(converged=False)
@@ -266,10 +295,7 @@ def solve_condensed_3d(link: CouplingLink, geometry: CouplingGeometry, lattice: 
         except Exception as err:  # noqa: BLE001  (re-raised on every rank below)
             failure = f"{type(err).__name__}: {err}"
     # the FE ranks sleep while the atoms relax
-    idle_barrier(link.world, poll_seconds=1e-4)
-    failures = [f for f in link.world.allgather(failure) if f]
-    if failures:
-        raise ScaleLinkError(f"solve_condensed_3d: the atomistic relaxation failed on an MD rank: {failures[0]}")
+    raise_on_every_rank(link, failure, "the atomistic relaxation on an MD rank")
     # the FE field from the atoms' fits: one solve
     if continuum is not None:
         continuum.update_hole_edge(transfer_by_id(link, source="md", width=3, wanted=continuum.fit_ids), 1.0)
