@@ -149,29 +149,9 @@ void FixScaleLinkPadMap::lookup_field()
                id, pweight_name, pslots, pnode_name, pweight_name, pslots);
 
   // the row blocks of all ranks must tile 0 .. Q d - 1
-  const int nprocs = comm->nprocs;
-  long mine[2] = {field_first, field_count};
-  std::vector<long> all(2 * static_cast<size_t>(nprocs));
-  MPI_Allgather(mine, 2, MPI_LONG, all.data(), 2, MPI_LONG, world);
-  long next = 0;
-  std::string problem;
-  row_counts.assign(nprocs, 0);
-  row_displs.assign(nprocs, 0);
-  for (int p = 0; p < nprocs && problem.empty(); ++p) {
-    if (all[2 * p + 1] < 0)
-      problem = fmt::format("rank {} has no rows of the field matrix; hand them over with "
-                            "scalelink_padmap_set_field after defining the fix",
-                            p);
-    else if (all[2 * p] != next)
-      problem = fmt::format("rank {} holds rows from {}, expected {} (the blocks must follow each other in rank "
-                            "order)",
-                            p, all[2 * p], next);
-    row_counts[p] = static_cast<int>(all[2 * p + 1]);
-    row_displs[p] = static_cast<int>(next);
-    next += all[2 * p + 1];
-  }
-  if (problem.empty() && next != field_dofs)
-    problem = fmt::format("the ranks hold {} rows of the field matrix together, expected Q d = {}", next, field_dofs);
+  const std::string problem = ScaleLink::tile_row_blocks(world, field_first, field_count, field_dofs,
+                                                         "field matrix", "Q d", "scalelink_padmap_set_field",
+                                                         row_counts, row_displs);
   if (!problem.empty()) error->all(FLERR, "fix {} scalelink/padmap: {}", id, problem);
   local_z.assign(std::max<long>(field_count, 1), 0.0);
   global_z.assign(field_dofs, 0.0);

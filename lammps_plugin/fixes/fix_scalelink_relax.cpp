@@ -142,29 +142,9 @@ void FixScaleLinkRelax::lookup_coarse()
                id, weight_name, slots, node_name, weight_name, slots);
 
   // the row blocks of all ranks must tile 0..N-1
-  const int nprocs = comm->nprocs;
-  long mine[2] = {coarse_first, coarse_count};
-  std::vector<long> all(2 * static_cast<size_t>(nprocs));
-  MPI_Allgather(mine, 2, MPI_LONG, all.data(), 2, MPI_LONG, world);
-  long next = 0;
-  std::string problem;
-  row_counts.assign(nprocs, 0);
-  row_displs.assign(nprocs, 0);
-  for (int p = 0; p < nprocs && problem.empty(); ++p) {
-    if (all[2 * p + 1] < 0)
-      problem = fmt::format("rank {} has no rows of the coarse matrix; hand them over with "
-                            "scalelink_relax_set_coarse after defining the fix",
-                            p);
-    else if (all[2 * p] != next)
-      problem = fmt::format("rank {} holds rows from {}, expected {} (the blocks must follow each other in rank "
-                            "order)",
-                            p, all[2 * p], next);
-    row_counts[p] = static_cast<int>(all[2 * p + 1]);
-    row_displs[p] = static_cast<int>(next);
-    next += all[2 * p + 1];
-  }
-  if (problem.empty() && next != coarse_dofs)
-    problem = fmt::format("the ranks hold {} rows of the coarse matrix together, expected N = {}", next, coarse_dofs);
+  const std::string problem = ScaleLink::tile_row_blocks(world, coarse_first, coarse_count, coarse_dofs,
+                                                         "coarse matrix", "N", "scalelink_relax_set_coarse",
+                                                         row_counts, row_displs);
   if (!problem.empty()) error->all(FLERR, "fix {} scalelink/relax: {}", id, problem);
 
   // coarse nodes of the group's atoms in range

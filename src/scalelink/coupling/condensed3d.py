@@ -46,7 +46,7 @@ from .exchange import CouplingLink, idle_barrier, transfer_by_id
 from .fcc import FccLattice
 from .geometry import CouplingGeometry
 from .quasistatic import CouplingResult
-from .schwarz3d import pad_mismatch_3d
+from .schwarz3d import record_equilibrium_3d, send_band_3d
 from .wave_bar import fcc_force_constants
 
 __all__ = ["CondensedField3D", "CondensedSolveError", "anderson_step", "condense_3d", "raise_on_every_rank",
@@ -302,19 +302,12 @@ def solve_condensed_3d(link: CouplingLink, geometry: CouplingGeometry, lattice: 
         continuum.solve()
     else:
         assert atoms is not None
-        ids, u = atoms.displacements()
-        norm = np.max(np.abs(lattice.positions(ids)), axis=1)
-        keep = (norm >= band[0]) & (norm <= band[1])
-        transfer_by_id(link, source="md", width=3, ids=ids[keep], values=u[keep])
+        send_band_3d(link, atoms, band)
     result.seconds = link.world.allreduce(time.perf_counter() - start, op=MPI.MAX)
     result.setup_seconds = link.world.allreduce(setup, op=MPI.MAX)
     result.fe_solves = link.world.allreduce(condensed.solves + 1 if condensed is not None else 0, op=MPI.MAX)
     result.evaluations = link.world.allreduce(result.evaluations, op=MPI.MAX)
-    result.pad_mismatch = pad_mismatch_3d(link, continuum, atoms)
-    force = atoms.max_free_force() if atoms is not None else 0.0
-    residual = continuum.max_free_residual() if continuum is not None else 0.0
-    result.max_atom_force = link.world.allreduce(force, op=MPI.MAX)
-    result.max_fe_residual = link.world.allreduce(residual, op=MPI.MAX)
+    record_equilibrium_3d(link, result, continuum, atoms)
     tol = link.world.bcast(atoms.force_tol if atoms is not None else None, root=link.md_root)
     result.converged = link.world.bcast(atoms.last_fnorm if atoms is not None else None, root=link.md_root) <= tol
     return result

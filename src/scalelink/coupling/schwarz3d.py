@@ -29,7 +29,8 @@ from .fcc import FccLattice
 from .geometry import CouplingGeometry
 from .quasistatic import CouplingResult
 
-__all__ = ["pad_mismatch_3d", "solve_coupled_3d", "validate_geometry_3d"]
+__all__ = ["pad_mismatch_3d", "record_equilibrium_3d", "send_band_3d", "solve_coupled_3d",
+           "validate_geometry_3d"]
 
 
 def validate_geometry_3d(geometry: CouplingGeometry, lattice: FccLattice, pad_reach: float) -> None:
@@ -93,7 +94,7 @@ def solve_coupled_3d(link: CouplingLink, geometry: CouplingGeometry, lattice: Fc
         continuum.update_hole_edge(transfer_by_id(link, source="md", width=3, wanted=continuum.fit_ids), 1.0)
     else:
         assert atoms is not None
-        _send_band(link, atoms, band)
+        send_band_3d(link, atoms, band)
     previous_pad: np.ndarray | None = None
     for _ in range(max_iterations):
         change, failure = 0.0, ""
@@ -113,7 +114,7 @@ def solve_coupled_3d(link: CouplingLink, geometry: CouplingGeometry, lattice: Fc
                 result.evaluations += atoms.relax(relax_iterations)
             except Exception as err:  # noqa: BLE001  (LAMMPS raises plain exceptions; re-raised on every rank below)
                 failure = f"{type(err).__name__}: {err}"
-            _send_band(link, atoms, band)
+            send_band_3d(link, atoms, band)
         change = link.world.allreduce(change, op=MPI.MAX)
         # a failed relaxation must stop both groups, not leave the FE ranks waiting for the next exchange
         failures = [f for f in link.world.allgather(failure) if f]
@@ -128,15 +129,22 @@ def solve_coupled_3d(link: CouplingLink, geometry: CouplingGeometry, lattice: Fc
     result.seconds = time.perf_counter() - start
     result.fe_solves = len(result.increments) + 1
     result.evaluations = link.world.allreduce(result.evaluations, op=MPI.MAX)
+    record_equilibrium_3d(link, result, continuum, atoms)
+    return result
+
+
+def record_equilibrium_3d(link: CouplingLink, result: CouplingResult, continuum: ContinuumRegion3D | None,
+                          atoms: AtomisticRegion3D | None) -> None:
+    """Fill ``result``'s ``pad_mismatch``, ``max_atom_force`` and ``max_fe_residual`` (the same on
+    every rank). Collective on ``link.world``."""
     result.pad_mismatch = pad_mismatch_3d(link, continuum, atoms)
     force = atoms.max_free_force() if atoms is not None else 0.0
     residual = continuum.max_free_residual() if continuum is not None else 0.0
     result.max_atom_force = link.world.allreduce(force, op=MPI.MAX)
     result.max_fe_residual = link.world.allreduce(residual, op=MPI.MAX)
-    return result
 
 
-def _send_band(link: CouplingLink, atoms: AtomisticRegion3D, band: tuple[float, float]) -> None:
+def send_band_3d(link: CouplingLink, atoms: AtomisticRegion3D, band: tuple[float, float]) -> None:
     """MD side: the displacements of this rank's atoms with ``|X|∞`` in ``band`` to the FE ranks, by ID."""
     ids, u = atoms.displacements()
     norm = np.max(np.abs(atoms.lattice.positions(ids)), axis=1)
