@@ -16,7 +16,8 @@
    ``±--max-strain``), Latin-hypercube designs of N and 2N relaxed runs, 30 held-out points; the
    low fidelity evaluated exactly at every point (``low_model``): ``--low affine`` the affine cell
    at its own zero-pressure volume (Cauchy–Born without internal relaxation), ``--low unrelaxed``
-   Vegard's cell; ``--configurations K`` averages each fidelity over K supercells.
+   Vegard's cell; ``--configurations K`` averages each fidelity over K supercells; ``--trend``
+   adds the low fidelity's first and/or second derivative along the strain as trend functions.
 
 4. ``--case smoothness``: C11 of affine cells against hydrostatic strain (pure Cu with the Cu–Ni
    and with Mishin's Cu potential, Cu₀.₅Ni₀.₅ with the Cu–Ni potential): how smooth a function of
@@ -240,13 +241,19 @@ def strained_constants(x: float, strain: float, kind: str, seed: int, cells: int
     return [float(np.diag(c)[:3].mean()), float(c[:3, :3][upper].mean()), float(np.diag(c)[3:].mean() / 2.0)]
 
 
+TRENDS = {"none": (), "curvature": (2,), "slope-curvature": (1, 2)}
+TREND_STEP = 0.002  # hydrostatic strain step of the low fidelity's central differences
+
+
 def alloy_strain(sizes: tuple[int, ...], repeats: int, max_strain: float, low_kind: str,
-                 longest: float = 3.0, configurations: int = 1) -> dict[str, object]:
+                 longest: float = 3.0, configurations: int = 1, trend: str = "none") -> dict[str, object]:
     """Constants against (Ni fraction, hydrostatic strain): relaxed RVE fused with the unrelaxed
     cell evaluated exactly as the low fidelity (``low_model``), against a GP on 2N relaxed runs.
     Latin-hypercube designs; 30 held-out points. Each fidelity's value at a point is the mean over
     ``configurations`` supercells (site orderings), the same ones for both fidelities; each repeat
-    takes another set of supercells."""
+    takes another set of supercells. ``trend``: the low fidelity's first and/or second derivative
+    along the hydrostatic strain (central differences, step ``TREND_STEP``) as trend functions of
+    the co-kriging (``AR1CoKriging.fit(trend=...)``), in units of GPa per (0.01 strain)^k."""
     from scipy.stats import qmc
 
     run = cached("alloy_strain" if POTENTIAL is None else f"alloy_strain_{POTENTIAL.stem}", strained_constants)
@@ -276,7 +283,16 @@ def alloy_strain(sizes: tuple[int, ...], repeats: int, max_strain: float, low_ki
                 def low(points: np.ndarray, j: int = j) -> np.ndarray:
                     return evaluate(points * np.ptp(bounds, axis=1) + bounds[:, 0], False, seed)[0][:, j]
 
-                fused = AR1CoKriging(longest_length_scale=longest).fit(scale(x_h), y_h[:, j], low_model=low)
+                def derivatives(points: np.ndarray, j: int = j) -> np.ndarray:
+                    x = points * np.ptp(bounds, axis=1) + bounds[:, 0]
+                    step = np.array([0.0, TREND_STEP])
+                    centre, plus, minus = (evaluate(x + k * step, False, seed)[0][:, j] for k in (0, 1, -1))
+                    slope = (plus - minus) / (2.0 * TREND_STEP) * 0.01
+                    curvature = (plus - 2.0 * centre + minus) / TREND_STEP**2 * 1e-4
+                    return np.column_stack([{1: slope, 2: curvature}[k] for k in TRENDS[trend]])
+
+                fused = AR1CoKriging(longest_length_scale=longest).fit(
+                    scale(x_h), y_h[:, j], low_model=low, trend=derivatives if TRENDS[trend] else None)
                 prediction = fused.predict(scale(x_test))
                 gp = fit_gaussian_process(scale(x_2), y_2[:, j])
                 mean_gp, std_gp = gp.predict(scale(x_test), return_std=True)
@@ -284,7 +300,7 @@ def alloy_strain(sizes: tuple[int, ...], repeats: int, max_strain: float, low_ki
         print(f"repeat {repeat} done", flush=True)
     return {"low_fidelity": f"{low_kind}, evaluated exactly", "seconds_per_low_run": low_seconds,
             "seconds_per_high_run": high_seconds, "held_out": len(x_test), "low_runs": 0, "repeats": repeats,
-            "max_strain": max_strain, "configurations": configurations, "rows": rows,
+            "max_strain": max_strain, "configurations": configurations, "trend": trend, "rows": rows,
             "truth_spread": dict(zip(NAMES, np.mean(spread, axis=0).tolist()))}
 
 
@@ -385,6 +401,8 @@ def main() -> None:
     parser.add_argument("--max-strain", type=float, default=0.02, help="alloy-strain: hydrostatic strains in ±this")
     parser.add_argument("--configurations", type=int, default=1,
                         help="alloy-strain: average each fidelity over this many supercells (site orderings)")
+    parser.add_argument("--trend", choices=sorted(TRENDS), default="none",
+                        help="alloy-strain: the low fidelity's strain derivatives as trend functions of the co-kriging")
     parser.add_argument("--cache", type=Path, help="folder that keeps the RVE and LAMMPS runs between invocations")
     args = parser.parse_args()
     global CACHE, POTENTIAL
@@ -410,12 +428,13 @@ def main() -> None:
         tag = "" if POTENTIAL is None else f"_{POTENTIAL.stem}"
         longest = "" if args.longest_length_scale == 3.0 else f"_longest_{args.longest_length_scale:g}"
         configurations = "" if args.configurations == 1 else f"_mean_of_{args.configurations}"
-        results[f"alloy_strain_{args.low}{tag}{longest}{configurations}"] = a = alloy_strain(tuple(args.sizes), args.repeats, args.max_strain,
-                                                           "vegard" if args.low == "unrelaxed" else args.low,
-                                                           args.longest_length_scale, args.configurations)
+        trend = "" if args.trend == "none" else f"_trend_{args.trend}"
+        results[f"alloy_strain_{args.low}{tag}{longest}{configurations}{trend}"] = a = alloy_strain(
+            tuple(args.sizes), args.repeats, args.max_strain, "vegard" if args.low == "unrelaxed" else args.low,
+            args.longest_length_scale, args.configurations, args.trend)
         a["summary"] = summary(a["rows"])
         print(f"Cu-Ni against (fraction, hydrostatic strain within ±{args.max_strain}), low fidelity {args.low}, "
-              f"longest length scale {args.longest_length_scale:g}:")
+              f"longest length scale {args.longest_length_scale:g}, trend {args.trend}:")
         print_table(a)
     if args.case == "smoothness":
         print("C11 (GPa) of affine cells at hydrostatic strain " + " ".join(f"{e:+.3f}" for e in np.linspace(-0.01, 0.01, 11)))

@@ -72,6 +72,82 @@ def test_exact_low_model_recovers_affine_relation() -> None:
     np.testing.assert_allclose(model.predict(test).mean, 3.0 * low(test) - 1.0, atol=1e-3)
 
 
+def test_trend_functions_recover_their_coefficients_and_cost_degrees_of_freedom() -> None:
+    # f_high = 2 f_low + 3 g1 − 0.5 g2 + 1 exactly: the generalised least squares recovers every
+    # coefficient and the discrepancy vanishes; each trend function takes one degree of freedom
+    def low(x: np.ndarray) -> np.ndarray:
+        return np.sin(6.0 * x[:, 0]) + x[:, 1] ** 2
+
+    def trend(x: np.ndarray) -> np.ndarray:
+        return np.column_stack([x[:, 0] ** 2, np.cos(4.0 * x[:, 1])])
+
+    def truth(x: np.ndarray) -> np.ndarray:
+        return 2.0 * low(x) + trend(x) @ [3.0, -0.5] + 1.0
+
+    x = np.random.default_rng(4).uniform(0.0, 1.0, (12, 2))
+    model = AR1CoKriging(restarts=1).fit(x, truth(x), low_model=low, trend=trend)
+    assert model.rho == pytest.approx(2.0, rel=1e-4)
+    assert model.beta == pytest.approx(1.0, abs=1e-3)
+    np.testing.assert_allclose(model.trend_coefficients, [3.0, -0.5], atol=1e-3)
+    assert model.degrees_of_freedom == x.shape[0] - 4
+    test = np.random.default_rng(5).uniform(0.0, 1.0, (50, 2))
+    np.testing.assert_allclose(model.predict(test).mean, truth(test), atol=1e-3)
+    # without the trend the same runs leave a discrepancy the GP has to learn
+    plain = AR1CoKriging(restarts=1).fit(x, truth(x), low_model=low)
+    assert plain.trend_coefficients.size == 0 and plain.degrees_of_freedom == x.shape[0] - 2
+    assert rmse(plain.predict(test).mean, truth(test)) > 10.0 * rmse(model.predict(test).mean, truth(test))
+
+
+def test_leave_one_out_scale_refits_the_trend_coefficients() -> None:
+    # brute force as above with a trend function among the regressors
+    def low(x: np.ndarray) -> np.ndarray:
+        return np.sin(6.0 * x[:, 0])
+
+    def trend(x: np.ndarray) -> np.ndarray:
+        return x[:, 0] ** 3
+
+    x = np.linspace(0.0, 1.0, 9)[:, None]
+    y = 1.5 * low(x) + 2.0 * trend(x) + np.cos(7.0 * x[:, 0])
+    model = AR1CoKriging(restarts=1).fit(x, y, low_model=low, trend=trend)
+    s = model._scaled(x)
+    regressors = np.column_stack([low(x), np.ones(x.shape[0]), trend(x)])
+    ratios = []
+    for i in range(x.shape[0]):
+        keep = np.arange(x.shape[0]) != i
+        f = regressors[keep]
+        cov = model.delta_kernel(s[keep])
+        kinv_f, kinv_y = np.linalg.solve(cov, f), np.linalg.solve(cov, y[keep])
+        b = np.linalg.solve(f.T @ kinv_f, f.T @ kinv_y)
+        k = model.delta_kernel(s[i : i + 1], s[keep])[0]
+        w = np.linalg.solve(cov, k)
+        u = regressors[i] - f.T @ w
+        mean = b @ regressors[i] + w @ (y[keep] - f @ b)
+        var = model.delta_kernel.diag(s[i : i + 1])[0] - k @ w + u @ np.linalg.solve(f.T @ kinv_f, u)
+        ratios.append((y[i] - mean) ** 2 / var)
+    assert model.variance_factor == pytest.approx(np.mean(ratios), rel=1e-6)
+    assert model.degrees_of_freedom == x.shape[0] - 3
+
+
+def test_bad_trend_functions_are_refused() -> None:
+    def low(x: np.ndarray) -> np.ndarray:
+        return np.sin(6.0 * x[:, 0])
+
+    x = np.linspace(0.0, 1.0, 6)[:, None]
+    y = 2.0 * low(x) + x[:, 0]
+    with pytest.raises(ConfigError, match="trend must be a function"):
+        AR1CoKriging().fit(x, y, low_model=low, trend=np.ones(6))
+    with pytest.raises(DataError, match=r"shape \(6, m\).*got shape \(5,\)"):
+        AR1CoKriging().fit(x, y, low_model=low, trend=lambda p: np.ones(5))
+    with pytest.raises(DataError, match="trend functions failed"):
+        AR1CoKriging().fit(x, y, low_model=low, trend=lambda p: 1 / 0)
+    with pytest.raises(DataError, match="linearly dependent"):
+        AR1CoKriging().fit(x, y, low_model=low, trend=lambda p: 3.0 * low(p) + 1.0)
+    with pytest.raises(DataError, match="6 given, at least 7"):
+        AR1CoKriging().fit(x, y, low_model=low, trend=lambda p: np.column_stack([p[:, 0] ** k for k in range(1, 5)]))
+    with pytest.raises(DataError, match="finite values"):
+        AR1CoKriging().fit(x, y, low_model=low, trend=lambda p: np.full(p.shape[0], np.nan))
+
+
 def test_intervals_widen_away_from_high_runs(forrester) -> None:
     std = forrester.predict(np.array([0.0, 0.1])).std
     assert std[1] > 10.0 * std[0]

@@ -3,12 +3,13 @@
 The autoregressive model of Kennedy & O'Hagan (2000), in the recursive form of Le Gratiet
 (2013)::
 
-    f_high(x) = ρ f_low(x) + β + δ(x),     δ ~ GP(0, k_δ),   independent of f_low
+    f_high(x) = ρ f_low(x) + β + γᵀ g(x) + δ(x),     δ ~ GP(0, k_δ),   independent of f_low
 
 The low fidelity is either a Gaussian process fitted to many cheap runs (mean ``μ_L``, standard
-deviation ``s_L``) or a cheap closed-form model evaluated exactly (``s_L = 0``). Given the kernel
-``k_δ``, the regression coefficients ``b = (ρ, β)`` on the regressors ``F = [f_low(x_H), 1]``
-are the generalised least-squares estimates ``b = (Fᵀ K⁻¹ F)⁻¹ Fᵀ K⁻¹ y_H``, which maximise the
+deviation ``s_L``) or a cheap closed-form model evaluated exactly (``s_L = 0``). ``g`` are optional
+extra trend functions (none by default; see "Trend functions" below). Given the kernel ``k_δ``, the
+regression coefficients ``b = (ρ, β, γ)`` on the regressors ``F = [f_low(x_H), 1, g(x_H)]`` are
+the generalised least-squares estimates ``b = (Fᵀ K⁻¹ F)⁻¹ Fᵀ K⁻¹ y_H``, which maximise the
 likelihood for that kernel. Substituting them leaves a profile likelihood of the kernel
 hyperparameters ``θ`` (amplitude, length scales, nugget of a scikit-learn kernel)::
 
@@ -20,12 +21,12 @@ At the high-fidelity points ``f_low`` is the low GP's mean, also where a low run
 same ``x``: for a deterministic low fidelity the GP interpolates its runs, and for a noisy one
 (random configurations, finite cells) the mean is the better estimate.
 
-Prediction at ``x`` with ``f = (μ_L(x), 1)``, ``k = k_δ(x, X_H)``, ``u = f − Fᵀ K⁻¹ k``::
+Prediction at ``x`` with ``f = (μ_L(x), 1, g(x))``, ``k = k_δ(x, X_H)``, ``u = f − Fᵀ K⁻¹ k``::
 
     mean = ρ μ_L(x) + β + kᵀ K⁻¹ (y_H − F b)
     var  = ρ² s_L(x)² + k_δ(x, x) − kᵀ K⁻¹ k + uᵀ (Fᵀ K⁻¹ F)⁻¹ u
 
-(the last term is the universal-kriging share of the uncertainty in ``ρ`` and ``β``). The
+(the last term is the universal-kriging share of the uncertainty in ``ρ``, ``β`` and ``γ``). The
 variance includes the fitted nugget, so intervals are those of a new high-fidelity run.
 
 The discrepancy's kernel is a Matérn-3/2 (the response's own GPs use Matérn-5/2): a cheap
@@ -42,8 +43,8 @@ With a handful of high runs the maximum-likelihood kernel is often overconfident
 scale at its bound, a vanishing nugget), so by default the discrepancy's variance is rescaled by
 the cross-validation estimate of the variance parameter (Bachoc 2013): the mean squared
 standardised leave-one-out residual, which is 1 when the likelihood's variance describes the
-runs' own scatter about the other runs. The leave-one-out prediction re-estimates ``ρ`` and
-``β`` without the run left out (Dubrule 1983), so its residual and variance come from the
+runs' own scatter about the other runs. The leave-one-out prediction re-estimates ``ρ``,
+``β`` and ``γ`` without the run left out (Dubrule 1983), so its residual and variance come from the
 projected precision ``Q = K⁻¹ − K⁻¹F (Fᵀ K⁻¹ F)⁻¹ Fᵀ K⁻¹`` (``α = Q y_H``)::
 
     e_i = α_i / Q_ii,   var e_i = 1 / Q_ii,   scale = (1/n) Σ α_i² / Q_ii
@@ -51,12 +52,24 @@ projected precision ``Q = K⁻¹ − K⁻¹F (Fᵀ K⁻¹ F)⁻¹ Fᵀ K⁻¹`` 
 With the fixed-``(ρ, β)`` diagonal ``(K⁻¹)_ii`` instead, ``Q_ii ≤ (K⁻¹)_ii`` makes the
 residuals look smaller than they are, most with few runs.
 
-A variance scale estimated from ``n`` runs, two of whose degrees of freedom went into ``ρ`` and
-``β``, makes the discrepancy's predictive a Student-t with ``ν = n − 2`` degrees of freedom
-rather than a Gaussian. The low fidelity's GP share stays Gaussian; the sum is given the
+A variance scale estimated from ``n`` runs, ``p`` of whose degrees of freedom went into the
+regression coefficients (``p = 2`` for ``ρ`` and ``β``, plus one per trend function), makes the
+discrepancy's predictive a Student-t with ``ν = n − p`` degrees of freedom rather than a Gaussian. The low fidelity's GP share stays Gaussian; the sum is given the
 Welch–Satterthwaite degrees of freedom ``ν (s_L² + s_δ²)² / s_δ⁴`` (``s_L²`` the low share,
 ``s_δ²`` the discrepancy's), so that :meth:`FusedPrediction.interval` uses Gaussian quantiles
-where the low fidelity's uncertainty dominates and those of ``t_{n−2}`` where the discrepancy's does.
+where the low fidelity's uncertainty dominates and those of ``t_{n−p}`` where the discrepancy's does.
+
+Trend functions. Where the cheap model's error has a known shape, it belongs in the trend rather
+than in the stationary GP, which assumes it equally likely everywhere. An example is an
+atomistic RVE against its unrelaxed (affine, Cauchy–Born) counterpart: relaxing a random alloy
+spreads the atoms' local volumes about the affine cell's, so the relaxed response is roughly the
+affine one averaged over a narrow spread of volumetric strain, ``E[f_low(ε_v + s Z)] ≈ f_low +
+(s²/2) ∂²f_low/∂ε_v²``, and shifted by the mean change of volume (``∂f_low/∂ε_v``). Where the
+affine response bends sharply (a class of atoms crossing a kink of an embedding function), so
+does the discrepancy, in a narrow band the few high runs rarely sample. The strain derivatives
+of the cheap model, themselves cheap, as ``g`` put that band where the physics says it is. Each
+trend function costs one degree of freedom of the intervals (``ν = n − p``), so they pay only
+where they explain much of the discrepancy.
 """
 
 from __future__ import annotations
@@ -78,6 +91,7 @@ from scalelink.bridge.errors import ConfigError, DataError
 __all__ = ["AR1CoKriging", "FusedPrediction", "fit_gaussian_process", "check_samples"]
 
 LowModel = Callable[[np.ndarray], npt.ArrayLike]
+TrendFunctions = Callable[[np.ndarray], npt.ArrayLike]
 
 DISCREPANCY_NU = 1.5  # the discrepancy's Matérn smoothness (module docstring)
 
@@ -199,10 +213,11 @@ class AR1CoKriging:
     Attributes (after :meth:`fit`):
         rho: the scale factor ``ρ`` between the fidelities.
         beta: the constant offset ``β``.
+        trend_coefficients: ``γ`` of the trend functions ``(m,)`` (empty without ``trend``).
         variance_factor: the leave-one-out scale of the discrepancy's variance (1 without
             ``calibrate``).
-        degrees_of_freedom: ``n − 2`` of the discrepancy's Student-t (``inf`` without
-            ``calibrate``).
+        degrees_of_freedom: ``n − p`` of the discrepancy's Student-t, ``p`` the number of
+            regression coefficients (``inf`` without ``calibrate``).
     """
 
     def __init__(
@@ -235,6 +250,7 @@ class AR1CoKriging:
         x_low: npt.ArrayLike | None = None,
         y_low: npt.ArrayLike | None = None,
         low_model: LowModel | None = None,
+        trend: TrendFunctions | None = None,
     ) -> AR1CoKriging:
         """Fit to high-fidelity runs and either low-fidelity runs or a low-fidelity function.
 
@@ -244,6 +260,9 @@ class AR1CoKriging:
             x_low: inputs of the low-fidelity runs ``(n_L, d)``; with ``y_low``.
             y_low: their outputs ``(n_L,)``.
             low_model: instead of runs, a cheap function ``(n, d) -> (n,)`` evaluated exactly.
+            trend: extra regressors ``g``, a function ``(n, d) -> (n, m)`` of the inputs (in
+                their own units) whose coefficients ``γ`` are fitted with ``ρ`` and ``β``
+                (module docstring, "Trend functions"); ``None``: none.
 
         Returns:
             ``self``.
@@ -253,10 +272,16 @@ class AR1CoKriging:
             raise ConfigError(
                 "give the low fidelity either as runs (x_low and y_low) or as a function (low_model), not both or neither"
             )
-        if xh.shape[0] < 3:
-            raise DataError(f"high-fidelity runs: {xh.shape[0]} given, at least 3 are needed to fit ρ, β and a GP")
+        if trend is not None and not callable(trend):
+            raise ConfigError(f"trend must be a function of the inputs (n, d) -> (n, m) or None, got {trend!r}")
         self._dim = xh.shape[1]
-        self.low_model = low_model
+        self.low_model, self.trend = low_model, trend
+        extra = self._trend_values(xh)
+        if xh.shape[0] < 3 + extra.shape[1]:
+            raise DataError(
+                f"high-fidelity runs: {xh.shape[0]} given, at least {3 + extra.shape[1]} are needed to fit ρ, β, "
+                f"{extra.shape[1]} trend coefficient(s) and a GP"
+            )
         points = xh
         if low_model is None:
             xl, yl = check_samples(x_low, y_low, "low-fidelity runs")
@@ -276,9 +301,25 @@ class AR1CoKriging:
             low_at_high = self.low_gp.predict(sh)
         else:
             low_at_high = self._low_exact(xh)
-        self._fit_discrepancy(sh, yh, low_at_high)
+        self._fit_discrepancy(sh, yh, low_at_high, extra)
         self._fitted = True
         return self
+
+    def _trend_values(self, x: np.ndarray) -> np.ndarray:
+        """The trend functions at inputs ``x`` (own units) as ``(n, m)``; ``(n, 0)`` without a trend."""
+        if self.trend is None:
+            return np.zeros((x.shape[0], 0))
+        try:
+            values = np.asarray(self.trend(x), dtype=float)
+        except Exception as exc:
+            raise DataError(f"the trend functions failed on {x.shape[0]} inputs: {type(exc).__name__}: {exc}") from exc
+        columns = values[:, None] if values.ndim == 1 else values
+        if columns.ndim != 2 or columns.shape[0] != x.shape[0] or not np.isfinite(columns).all():
+            raise DataError(
+                f"the trend functions must return finite values of shape ({x.shape[0]}, m) for inputs of shape "
+                f"{x.shape}, got shape {values.shape}" + ("" if np.isfinite(values).all() else " with NaN or inf")
+            )
+        return columns
 
     def _low_exact(self, x: np.ndarray) -> np.ndarray:
         assert self.low_model is not None
@@ -293,12 +334,18 @@ class AR1CoKriging:
             )
         return values
 
-    def _fit_discrepancy(self, sh: np.ndarray, yh: np.ndarray, low: np.ndarray) -> None:
-        regressors = np.column_stack([low, np.ones_like(low)])
-        if np.linalg.matrix_rank(regressors) < 2:
+    def _fit_discrepancy(self, sh: np.ndarray, yh: np.ndarray, low: np.ndarray, extra: np.ndarray) -> None:
+        regressors = np.column_stack([low, np.ones_like(low), extra])
+        if np.linalg.matrix_rank(regressors[:, :2]) < 2:
             raise DataError(
                 "the low fidelity takes one value at every high-fidelity point, so ρ and β cannot be told apart; "
                 "place the high-fidelity runs where the low fidelity varies"
+            )
+        if np.linalg.matrix_rank(regressors) < regressors.shape[1]:
+            raise DataError(
+                f"the {extra.shape[1]} trend function(s) are linearly dependent on the low fidelity and the constant "
+                "at the high-fidelity points, so their coefficients cannot be fitted; drop the redundant ones or add "
+                "high-fidelity runs where they differ"
             )
         ols = np.linalg.lstsq(regressors, yh, rcond=None)[0]
         scale = float(np.var(yh - regressors @ ols)) or float(np.var(yh)) or 1.0
@@ -324,13 +371,14 @@ class AR1CoKriging:
         gram = regressors.T @ kf
         coefficients = np.linalg.solve(gram, kf.T @ yh)
         self.rho, self.beta = float(coefficients[0]), float(coefficients[1])
+        self.trend_coefficients = coefficients[2:].copy()
         self._points, self._regressors, self._factor = sh, regressors, factor
         self._alpha = scipy.linalg.cho_solve(factor, yh - regressors @ coefficients)
         self._gram_inv = np.linalg.inv(gram)
         # leave-one-out residuals e_i = α_i / Q_ii with variances 1 / Q_ii, ρ and β refitted (Q: module docstring)
         projected = scipy.linalg.cho_solve(factor, np.eye(yh.size)) - kf @ self._gram_inv @ kf.T
         self.variance_factor = float(np.mean(self._alpha**2 / np.diag(projected))) if self.calibrate else 1.0
-        self.degrees_of_freedom = yh.size - 2 if self.calibrate else np.inf
+        self.degrees_of_freedom = yh.size - regressors.shape[1] if self.calibrate else np.inf
 
     def low(self, x: npt.ArrayLike) -> FusedPrediction:
         """The low fidelity at ``x``: GP mean and standard deviation, or the exact function (std 0)."""
@@ -349,9 +397,9 @@ class AR1CoKriging:
         low = self.low(x)
         cross = self.delta_kernel(s, self._points)
         solved = scipy.linalg.cho_solve(self._factor, cross.T)
-        f = np.column_stack([low.mean, np.ones(s.shape[0])])
+        f = np.column_stack([low.mean, np.ones(s.shape[0]), self._trend_values(s * self._span + self._lower)])
         u = f - solved.T @ self._regressors
-        mean = self.rho * low.mean + self.beta + cross @ self._alpha
+        mean = f @ np.concatenate([[self.rho, self.beta], self.trend_coefficients]) + cross @ self._alpha
         var_low = self.rho**2 * low.std**2
         var_delta = self.variance_factor * np.maximum(
             self.delta_kernel.diag(s)
