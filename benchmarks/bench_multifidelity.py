@@ -208,19 +208,26 @@ def alloy(sizes: tuple[int, ...], low_kind: str, repeats: int) -> dict[str, obje
             "truth_spread": dict(zip(NAMES, np.mean(spread, axis=0).tolist()))}
 
 
+CLAMPED_FORCE_TOLERANCE = 0.03  # eV/Å, largest force component left in the clamped-ion reference
+
+
 def strained_constants(x: float, strain: float, kind: str, seed: int, cells: int) -> list[float]:
     """``(C11, C12, C44)`` in GPa of one supercell (``seed``) with Ni fraction ``x`` at hydrostatic
     strain ``strain`` from its zero-stress reference. ``kind``: ``relaxed`` (the reference cell and
-    atoms relaxed to zero stress, then the atoms relaxed in every strained cell), ``affine``
-    (Cauchy–Born without internal relaxation: affine atoms, the reference the cubic cell whose
-    affine configuration has zero pressure) or ``vegard`` (affine atoms in Vegard's cell strained)."""
+    atoms relaxed to zero stress, then the atoms relaxed in every strained cell), ``clamped`` (the
+    clamped-ion constants: the reference cell and atoms relaxed loosely, until no force component
+    exceeds ``CLAMPED_FORCE_TOLERANCE``, then every strained cell affine about it), ``affine``
+    (Cauchy–Born about the perfect lattice: affine atoms on the lattice sites, the reference the
+    cubic cell whose affine configuration has zero pressure) or ``vegard`` (affine atoms in Vegard's
+    cell strained)."""
     from scalelink.fe2.alloys import random_alloy
     from scalelink.fe2.atomistic_rve import AtomisticRVE
 
     atoms = random_alloy(SPECIES, x, LATTICE, cells=cells, seed=seed)
     relax = kind == "relaxed"
-    with AtomisticRVE(atoms, pair_commands(), relax=relax, reference_relax=relax, species=list(SPECIES),
-                      max_strain=0.1) as rve:
+    loose = {"force_tolerance": CLAMPED_FORCE_TOLERANCE} if kind == "clamped" else {}
+    with AtomisticRVE(atoms, pair_commands(), relax=relax, reference_relax=kind in ("relaxed", "clamped"),
+                      species=list(SPECIES), max_strain=0.1, **loose) as rve:
         def hydrostatic(e: float) -> np.ndarray:
             return np.array([[e, e, e, 0.0, 0.0, 0.0]])
 
@@ -246,14 +253,18 @@ TREND_STEP = 0.002  # hydrostatic strain step of the low fidelity's central diff
 
 
 def alloy_strain(sizes: tuple[int, ...], repeats: int, max_strain: float, low_kind: str,
-                 longest: float = 3.0, configurations: int = 1, trend: str = "none") -> dict[str, object]:
+                 longest: float = 3.0, configurations: int = 1, trend: str = "none", smoothness: float = 1.5,
+                 first_repeat: int = 0) -> dict[str, object]:
     """Constants against (Ni fraction, hydrostatic strain): relaxed RVE fused with the unrelaxed
     cell evaluated exactly as the low fidelity (``low_model``), against a GP on 2N relaxed runs.
     Latin-hypercube designs; 30 held-out points. Each fidelity's value at a point is the mean over
     ``configurations`` supercells (site orderings), the same ones for both fidelities; each repeat
     takes another set of supercells. ``trend``: the low fidelity's first and/or second derivative
     along the hydrostatic strain (central differences, step ``TREND_STEP``) as trend functions of
-    the co-kriging (``AR1CoKriging.fit(trend=...)``), in units of GPa per (0.01 strain)^k."""
+    the co-kriging (``AR1CoKriging.fit(trend=...)``), in units of GPa per (0.01 strain)^k.
+    ``smoothness``: the discrepancy's Matérn ν. Repeats ``first_repeat, …`` (supercell seeds
+    ``1000 + repeat``, design seeds ``10 repeat + 1, 2``): a later ``first_repeat`` scores a setting
+    on supercells and designs that were not used to choose it."""
     from scipy.stats import qmc
 
     run = cached("alloy_strain" if POTENTIAL is None else f"alloy_strain_{POTENTIAL.stem}", strained_constants)
@@ -271,7 +282,7 @@ def alloy_strain(sizes: tuple[int, ...], repeats: int, max_strain: float, low_ki
 
     x_test = design(30, 99)
     rows, spread, low_seconds, high_seconds = [], [], 0.0, 0.0
-    for repeat in range(repeats):
+    for repeat in range(first_repeat, first_repeat + repeats):
         seed = 1000 + repeat
         truth, high_seconds = evaluate(x_test, True, seed)
         spread.append(truth.std(axis=0))
@@ -291,7 +302,7 @@ def alloy_strain(sizes: tuple[int, ...], repeats: int, max_strain: float, low_ki
                     curvature = (plus - 2.0 * centre + minus) / TREND_STEP**2 * 1e-4
                     return np.column_stack([{1: slope, 2: curvature}[k] for k in TRENDS[trend]])
 
-                fused = AR1CoKriging(longest_length_scale=longest).fit(
+                fused = AR1CoKriging(longest_length_scale=longest, discrepancy_smoothness=smoothness).fit(
                     scale(x_h), y_h[:, j], low_model=low, trend=derivatives if TRENDS[trend] else None)
                 prediction = fused.predict(scale(x_test))
                 gp = fit_gaussian_process(scale(x_2), y_2[:, j])
@@ -300,7 +311,8 @@ def alloy_strain(sizes: tuple[int, ...], repeats: int, max_strain: float, low_ki
         print(f"repeat {repeat} done", flush=True)
     return {"low_fidelity": f"{low_kind}, evaluated exactly", "seconds_per_low_run": low_seconds,
             "seconds_per_high_run": high_seconds, "held_out": len(x_test), "low_runs": 0, "repeats": repeats,
-            "max_strain": max_strain, "configurations": configurations, "trend": trend, "rows": rows,
+            "max_strain": max_strain, "configurations": configurations, "trend": trend,
+            "discrepancy_smoothness": smoothness, "first_repeat": first_repeat, "rows": rows,
             "truth_spread": dict(zip(NAMES, np.mean(spread, axis=0).tolist()))}
 
 
@@ -392,8 +404,10 @@ def main() -> None:
     parser.add_argument("--case", choices=["forrester", "alloy", "alloy-strain", "composite", "smoothness", "all"], default="all")
     parser.add_argument("--sizes", type=int, nargs="+", default=[3, 4, 6], help="N of the alloy case")
     parser.add_argument("--repeats", type=int, default=3, help="independent sets of configurations / designs")
-    parser.add_argument("--low", choices=["coarse", "unrelaxed", "affine"], default="unrelaxed",
-                        help="alloy low fidelity: unrelaxed 4×4×4 cells at Vegard's lattice constant or relaxed 2×2×2 cells; alloy-strain: unrelaxed (Vegard's cell) or affine (the affine cell at its own zero pressure)")
+    parser.add_argument("--low", choices=["coarse", "unrelaxed", "affine", "clamped"], default="unrelaxed",
+                        help="alloy low fidelity: unrelaxed 4×4×4 cells at Vegard's lattice constant or relaxed 2×2×2 cells; "
+                             "alloy-strain: unrelaxed (Vegard's cell), affine (the perfect lattice at its own zero pressure) "
+                             "or clamped (clamped-ion constants about a loosely relaxed reference)")
     parser.add_argument("--longest-length-scale", type=float, default=3.0,
                         help="composite: bound of the discrepancy's length scales (AR1CoKriging's longest_length_scale)")
     parser.add_argument("--potential", type=Path,
@@ -401,6 +415,10 @@ def main() -> None:
     parser.add_argument("--max-strain", type=float, default=0.02, help="alloy-strain: hydrostatic strains in ±this")
     parser.add_argument("--configurations", type=int, default=1,
                         help="alloy-strain: average each fidelity over this many supercells (site orderings)")
+    parser.add_argument("--smoothness", type=float, choices=[0.5, 1.5, 2.5], default=1.5,
+                        help="alloy-strain: the discrepancy's Matérn ν (AR1CoKriging's discrepancy_smoothness)")
+    parser.add_argument("--first-repeat", type=int, default=0,
+                        help="alloy-strain: the first repeat (supercell seed 1000 + it); later ones are fresh data")
     parser.add_argument("--trend", choices=sorted(TRENDS), default="none",
                         help="alloy-strain: the low fidelity's strain derivatives as trend functions of the co-kriging")
     parser.add_argument("--cache", type=Path, help="folder that keeps the RVE and LAMMPS runs between invocations")
@@ -429,12 +447,15 @@ def main() -> None:
         longest = "" if args.longest_length_scale == 3.0 else f"_longest_{args.longest_length_scale:g}"
         configurations = "" if args.configurations == 1 else f"_mean_of_{args.configurations}"
         trend = "" if args.trend == "none" else f"_trend_{args.trend}"
-        results[f"alloy_strain_{args.low}{tag}{longest}{configurations}{trend}"] = a = alloy_strain(
+        smooth = "" if args.smoothness == 1.5 else f"_nu_{args.smoothness:g}"
+        first = "" if args.first_repeat == 0 else f"_from_repeat_{args.first_repeat}"
+        results[f"alloy_strain_{args.low}{tag}{longest}{configurations}{trend}{smooth}{first}"] = a = alloy_strain(
             tuple(args.sizes), args.repeats, args.max_strain, "vegard" if args.low == "unrelaxed" else args.low,
-            args.longest_length_scale, args.configurations, args.trend)
+            args.longest_length_scale, args.configurations, args.trend, args.smoothness, args.first_repeat)
         a["summary"] = summary(a["rows"])
         print(f"Cu-Ni against (fraction, hydrostatic strain within ±{args.max_strain}), low fidelity {args.low}, "
-              f"longest length scale {args.longest_length_scale:g}, trend {args.trend}:")
+              f"longest length scale {args.longest_length_scale:g}, trend {args.trend}, discrepancy ν {args.smoothness:g}, "
+              f"repeats from {args.first_repeat}:")
         print_table(a)
     if args.case == "smoothness":
         print("C11 (GPa) of affine cells at hydrostatic strain " + " ".join(f"{e:+.3f}" for e in np.linspace(-0.01, 0.01, 11)))

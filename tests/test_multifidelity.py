@@ -148,6 +148,27 @@ def test_bad_trend_functions_are_refused() -> None:
         AR1CoKriging().fit(x, y, low_model=low, trend=lambda p: np.full(p.shape[0], np.nan))
 
 
+@pytest.mark.parametrize(("smoothness", "growth"), [(0.5, np.sqrt(2.0)), (1.5, 2.0)])
+def test_discrepancy_smoothness_sets_how_fast_the_variance_grows_off_a_run(smoothness, growth) -> None:
+    # close to a run the posterior variance of a Matérn-ν GP grows like d^(2ν) for ν < 1 and like
+    # d² for ν ≥ 1: the standard deviation doubles with the distance for ν = 1.5 and grows by √2
+    # for ν = 0.5 (the exponential kernel of a random walk)
+    def low(p: np.ndarray) -> np.ndarray:
+        return np.sin(6.0 * p[:, 0])
+
+    x = np.linspace(0.0, 1.0, 7)
+    model = AR1CoKriging(restarts=1, discrepancy_smoothness=smoothness).fit(
+        x, 2.0 * low(x[:, None]) + np.cos(5.0 * x), low_model=low)
+    assert model.delta_kernel.k1.k2.nu == smoothness
+    std = model.predict(x[3] + np.array([1e-4, 2e-4])).std
+    assert std[1] / std[0] == pytest.approx(growth, rel=0.05)
+
+
+def test_discrepancy_smoothness_is_checked() -> None:
+    with pytest.raises(ConfigError, match=r"discrepancy_smoothness must be 0.5, 1.5 or 2.5.*got 1.0"):
+        AR1CoKriging(discrepancy_smoothness=1.0)
+
+
 def test_intervals_widen_away_from_high_runs(forrester) -> None:
     std = forrester.predict(np.array([0.0, 0.1])).std
     assert std[1] > 10.0 * std[0]

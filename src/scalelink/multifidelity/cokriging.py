@@ -29,10 +29,13 @@ Prediction at ``x`` with ``f = (μ_L(x), 1, g(x))``, ``k = k_δ(x, X_H)``, ``u =
 (the last term is the universal-kriging share of the uncertainty in ``ρ``, ``β`` and ``γ``). The
 variance includes the fitted nugget, so intervals are those of a new high-fidelity run.
 
-The discrepancy's kernel is a Matérn-3/2 (the response's own GPs use Matérn-5/2): a cheap
-model's error is often rougher than the response (it grows where the cheap model's assumptions
-break, e.g. fibres about to touch), and the once-differentiable kernel lets the variance grow
-faster away from the runs. Its length scales are at most ``longest_length_scale`` (inputs
+The discrepancy's kernel is by default a Matérn-3/2 (the response's own GPs use Matérn-5/2): a
+cheap model's error is often rougher than the response (it grows where the cheap model's
+assumptions break, e.g. fibres about to touch), and the once-differentiable kernel lets the
+variance grow faster away from the runs. ``discrepancy_smoothness=0.5`` (the exponential
+kernel, continuous but nowhere differentiable) is for a discrepancy that is a random walk along
+an input: the relaxation term of a random alloy's elastic constants with one nested site
+ordering, say, where every added solute atom changes the term by a random amount. Its length scales are at most ``longest_length_scale`` (inputs
 scaled to [0, 1]; default 3). With a handful of runs the likelihood cannot tell a length scale
 beyond their spacing from an infinite one and often takes the longest allowed, which claims the
 discrepancy known far from every run; a bound of about half the box (0.5) keeps the intervals
@@ -93,7 +96,7 @@ __all__ = ["AR1CoKriging", "FusedPrediction", "fit_gaussian_process", "check_sam
 LowModel = Callable[[np.ndarray], npt.ArrayLike]
 TrendFunctions = Callable[[np.ndarray], npt.ArrayLike]
 
-DISCREPANCY_NU = 1.5  # the discrepancy's Matérn smoothness (module docstring)
+DISCREPANCY_NU = 1.5  # the discrepancy's default Matérn smoothness (module docstring)
 
 
 def check_samples(x: npt.ArrayLike, y: npt.ArrayLike, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -209,6 +212,8 @@ class AR1CoKriging:
             maximum-likelihood variance and Gaussian intervals.
         longest_length_scale: upper bound of the discrepancy's length scales, inputs scaled to
             the unit box of the runs (module docstring).
+        discrepancy_smoothness: ``ν`` of the discrepancy's Matérn kernel, 0.5, 1.5 or 2.5
+            (module docstring).
 
     Attributes (after :meth:`fit`):
         rho: the scale factor ``ρ`` between the fidelities.
@@ -221,14 +226,20 @@ class AR1CoKriging:
     """
 
     def __init__(
-        self, *, restarts: int = 5, seed: int = 0, calibrate: bool = True, longest_length_scale: float = 3.0
+        self, *, restarts: int = 5, seed: int = 0, calibrate: bool = True, longest_length_scale: float = 3.0,
+        discrepancy_smoothness: float = DISCREPANCY_NU,
     ) -> None:
         if restarts < 0:
             raise ConfigError(f"need restarts >= 0, got {restarts!r}")
         if not (np.isfinite(longest_length_scale) and longest_length_scale > 0.01):
             raise ConfigError(f"longest_length_scale must be a number above 0.01, got {longest_length_scale!r}")
         self.restarts, self.seed, self.calibrate = int(restarts), int(seed), bool(calibrate)
+        if discrepancy_smoothness not in (0.5, 1.5, 2.5):
+            raise ConfigError(
+                f"discrepancy_smoothness must be 0.5, 1.5 or 2.5 (the Matérn ν), got {discrepancy_smoothness!r}"
+            )
         self.longest_length_scale = float(longest_length_scale)
+        self.discrepancy_smoothness = float(discrepancy_smoothness)
         self._fitted = False
 
     # ---- scaling of the inputs to the unit box of the data -------------------------------
@@ -349,7 +360,7 @@ class AR1CoKriging:
             )
         ols = np.linalg.lstsq(regressors, yh, rcond=None)[0]
         scale = float(np.var(yh - regressors @ ols)) or float(np.var(yh)) or 1.0
-        kernel = _kernel(sh.shape[1], scale, nu=DISCREPANCY_NU, longest=self.longest_length_scale)
+        kernel = _kernel(sh.shape[1], scale, nu=self.discrepancy_smoothness, longest=self.longest_length_scale)
         bounds = kernel.bounds
         rng = np.random.default_rng(self.seed)
         starts = [kernel.theta] + [rng.uniform(bounds[:, 0], bounds[:, 1]) for _ in range(self.restarts)]
