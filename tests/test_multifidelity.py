@@ -59,6 +59,27 @@ def test_forrester_nested_design_interpolates_high_runs() -> None:
     assert np.all(at_runs.std <= 1e-2 * model.predict(X_TEST).std.max())
 
 
+def loo_ratios(model: AR1CoKriging, x: np.ndarray, y: np.ndarray, regressors: np.ndarray) -> list[float]:
+    """Brute force: leave each high run out, refit the regression coefficients by generalised
+    least squares on the others with the fitted kernel, predict the run left out (universal
+    kriging); the squared residuals over their predictive variances."""
+    s = model._scaled(x)
+    ratios = []
+    for i in range(x.shape[0]):
+        keep = np.arange(x.shape[0]) != i
+        f = regressors[keep]
+        cov = model.delta_kernel(s[keep])
+        kinv_f, kinv_y = np.linalg.solve(cov, f), np.linalg.solve(cov, y[keep])
+        b = np.linalg.solve(f.T @ kinv_f, f.T @ kinv_y)
+        k = model.delta_kernel(s[i : i + 1], s[keep])[0]
+        w = np.linalg.solve(cov, k)
+        u = regressors[i] - f.T @ w
+        mean = b @ regressors[i] + w @ (y[keep] - f @ b)
+        var = model.delta_kernel.diag(s[i : i + 1])[0] - k @ w + u @ np.linalg.solve(f.T @ kinv_f, u)
+        ratios.append((y[i] - mean) ** 2 / var)
+    return ratios
+
+
 def test_exact_low_model_recovers_affine_relation() -> None:
     # f_high = 3 f_low − 1 exactly: ρ = 3, β = −1 and the discrepancy vanishes
     def low(x: np.ndarray) -> np.ndarray:
@@ -99,7 +120,7 @@ def test_trend_functions_recover_their_coefficients_and_cost_degrees_of_freedom(
 
 
 def test_leave_one_out_scale_refits_the_trend_coefficients() -> None:
-    # brute force as above with a trend function among the regressors
+    # brute force (loo_ratios) with a trend function among the regressors
     def low(x: np.ndarray) -> np.ndarray:
         return np.sin(6.0 * x[:, 0])
 
@@ -109,21 +130,7 @@ def test_leave_one_out_scale_refits_the_trend_coefficients() -> None:
     x = np.linspace(0.0, 1.0, 9)[:, None]
     y = 1.5 * low(x) + 2.0 * trend(x) + np.cos(7.0 * x[:, 0])
     model = AR1CoKriging(restarts=1).fit(x, y, low_model=low, trend=trend)
-    s = model._scaled(x)
-    regressors = np.column_stack([low(x), np.ones(x.shape[0]), trend(x)])
-    ratios = []
-    for i in range(x.shape[0]):
-        keep = np.arange(x.shape[0]) != i
-        f = regressors[keep]
-        cov = model.delta_kernel(s[keep])
-        kinv_f, kinv_y = np.linalg.solve(cov, f), np.linalg.solve(cov, y[keep])
-        b = np.linalg.solve(f.T @ kinv_f, f.T @ kinv_y)
-        k = model.delta_kernel(s[i : i + 1], s[keep])[0]
-        w = np.linalg.solve(cov, k)
-        u = regressors[i] - f.T @ w
-        mean = b @ regressors[i] + w @ (y[keep] - f @ b)
-        var = model.delta_kernel.diag(s[i : i + 1])[0] - k @ w + u @ np.linalg.solve(f.T @ kinv_f, u)
-        ratios.append((y[i] - mean) ** 2 / var)
+    ratios = loo_ratios(model, x, y, np.column_stack([low(x), np.ones(x.shape[0]), trend(x)]))
     assert model.variance_factor == pytest.approx(np.mean(ratios), rel=1e-6)
     assert model.degrees_of_freedom == x.shape[0] - 3
 
@@ -177,28 +184,14 @@ def test_intervals_widen_away_from_high_runs(forrester) -> None:
 
 
 def test_variance_scale_is_the_leave_one_out_estimate_with_rho_and_beta_refitted() -> None:
-    # brute force: leave each high run out, refit ρ and β by generalised least squares on the
-    # others with the fitted kernel, predict the run left out (universal kriging)
+    # brute force (loo_ratios): leave each high run out, refit ρ and β on the others
     def low(x: np.ndarray) -> np.ndarray:
         return np.sin(6.0 * x[:, 0]) + x[:, 1] ** 2
 
     x = np.random.default_rng(3).uniform(0.0, 1.0, (8, 2))
     y = 2.0 * low(x) + 0.5 + np.cos(5.0 * x[:, 0] * x[:, 1])
     model = AR1CoKriging(restarts=1).fit(x, y, low_model=low)
-    s = model._scaled(x)
-    ratios = []
-    for i in range(x.shape[0]):
-        keep = np.arange(x.shape[0]) != i
-        f = np.column_stack([low(x[keep]), np.ones(keep.sum())])
-        cov = model.delta_kernel(s[keep])
-        kinv_f, kinv_y = np.linalg.solve(cov, f), np.linalg.solve(cov, y[keep])
-        b = np.linalg.solve(f.T @ kinv_f, f.T @ kinv_y)
-        k = model.delta_kernel(s[i : i + 1], s[keep])[0]
-        w = np.linalg.solve(cov, k)
-        u = np.array([low(x[i : i + 1])[0], 1.0]) - f.T @ w
-        mean = b @ [low(x[i : i + 1])[0], 1.0] + w @ (y[keep] - f @ b)
-        var = model.delta_kernel.diag(s[i : i + 1])[0] - k @ w + u @ np.linalg.solve(f.T @ kinv_f, u)
-        ratios.append((y[i] - mean) ** 2 / var)
+    ratios = loo_ratios(model, x, y, np.column_stack([low(x), np.ones(x.shape[0])]))
     assert model.variance_factor == pytest.approx(np.mean(ratios), rel=1e-6)
     assert model.degrees_of_freedom == x.shape[0] - 2
 

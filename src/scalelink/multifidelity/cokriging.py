@@ -35,19 +35,20 @@ assumptions break, e.g. fibres about to touch), and the once-differentiable kern
 variance grow faster away from the runs. ``discrepancy_smoothness=0.5`` (the exponential
 kernel, continuous but nowhere differentiable) is for a discrepancy that is a random walk along
 an input: the relaxation term of a random alloy's elastic constants with one nested site
-ordering, say, where every added solute atom changes the term by a random amount. Its length scales are at most ``longest_length_scale`` (inputs
-scaled to [0, 1]; default 3). With a handful of runs the likelihood cannot tell a length scale
-beyond their spacing from an infinite one and often takes the longest allowed, which claims the
-discrepancy known far from every run; a bound of about half the box (0.5) keeps the intervals
-honest there, but also bends a discrepancy that is truly a smooth trend into ``ρ`` (on the
-Forrester pair, whose discrepancy is linear, ``ρ̂`` falls from 1.94 to 1.65).
+ordering, say, where every added solute atom changes the term by a random amount. Its length
+scales are at most ``longest_length_scale`` (inputs scaled to [0, 1]; default 3). With a
+handful of runs the likelihood cannot tell a length scale beyond their spacing from an infinite
+one and often takes the longest allowed, which claims the discrepancy known far from every run;
+a bound of about half the box (0.5) keeps the intervals honest there, but also bends a
+discrepancy that is truly a smooth trend into ``ρ`` (on the Forrester pair, whose discrepancy is
+linear, ``ρ̂`` falls from 1.94 to 1.65).
 
 With a handful of high runs the maximum-likelihood kernel is often overconfident (a length
 scale at its bound, a vanishing nugget), so by default the discrepancy's variance is rescaled by
 the cross-validation estimate of the variance parameter (Bachoc 2013): the mean squared
 standardised leave-one-out residual, which is 1 when the likelihood's variance describes the
-runs' own scatter about the other runs. The leave-one-out prediction re-estimates ``ρ``,
-``β`` and ``γ`` without the run left out (Dubrule 1983), so its residual and variance come from the
+runs' own scatter about the other runs. The leave-one-out prediction re-estimates ``ρ``, ``β``
+and ``γ`` without the run left out (Dubrule 1983), so its residual and variance come from the
 projected precision ``Q = K⁻¹ − K⁻¹F (Fᵀ K⁻¹ F)⁻¹ Fᵀ K⁻¹`` (``α = Q y_H``)::
 
     e_i = α_i / Q_ii,   var e_i = 1 / Q_ii,   scale = (1/n) Σ α_i² / Q_ii
@@ -57,10 +58,11 @@ residuals look smaller than they are, most with few runs.
 
 A variance scale estimated from ``n`` runs, ``p`` of whose degrees of freedom went into the
 regression coefficients (``p = 2`` for ``ρ`` and ``β``, plus one per trend function), makes the
-discrepancy's predictive a Student-t with ``ν = n − p`` degrees of freedom rather than a Gaussian. The low fidelity's GP share stays Gaussian; the sum is given the
-Welch–Satterthwaite degrees of freedom ``ν (s_L² + s_δ²)² / s_δ⁴`` (``s_L²`` the low share,
-``s_δ²`` the discrepancy's), so that :meth:`FusedPrediction.interval` uses Gaussian quantiles
-where the low fidelity's uncertainty dominates and those of ``t_{n−p}`` where the discrepancy's does.
+discrepancy's predictive a Student-t with ``ν = n − p`` degrees of freedom rather than a
+Gaussian. The low fidelity's GP share stays Gaussian; the sum is given the Welch–Satterthwaite
+degrees of freedom ``ν (s_L² + s_δ²)² / s_δ⁴`` (``s_L²`` the low share, ``s_δ²`` the
+discrepancy's), so that :meth:`FusedPrediction.interval` uses Gaussian quantiles where the low
+fidelity's uncertainty dominates and those of ``t_{n−p}`` where the discrepancy's does.
 
 Trend functions. Where the cheap model's error has a known shape, it belongs in the trend rather
 than in the stationary GP, which assumes it equally likely everywhere. An example is an
@@ -72,7 +74,8 @@ affine response bends sharply (a class of atoms crossing a kink of an embedding 
 does the discrepancy, in a narrow band the few high runs rarely sample. The strain derivatives
 of the cheap model, themselves cheap, as ``g`` put that band where the physics says it is. Each
 trend function costs one degree of freedom of the intervals (``ν = n − p``), so they pay only
-where they explain much of the discrepancy.
+where they explain much of the discrepancy. A cheap model without the artefact is better still:
+for the alloy, the clamped-ion constants about a relaxed reference (``docs/multifidelity.md``).
 """
 
 from __future__ import annotations
@@ -386,7 +389,7 @@ class AR1CoKriging:
         self._points, self._regressors, self._factor = sh, regressors, factor
         self._alpha = scipy.linalg.cho_solve(factor, yh - regressors @ coefficients)
         self._gram_inv = np.linalg.inv(gram)
-        # leave-one-out residuals e_i = α_i / Q_ii with variances 1 / Q_ii, ρ and β refitted (Q: module docstring)
+        # leave-one-out residuals e_i = α_i / Q_ii with variances 1 / Q_ii, ρ, β and γ refitted (Q: module docstring)
         projected = scipy.linalg.cho_solve(factor, np.eye(yh.size)) - kf @ self._gram_inv @ kf.T
         self.variance_factor = float(np.mean(self._alpha**2 / np.diag(projected))) if self.calibrate else 1.0
         self.degrees_of_freedom = yh.size - regressors.shape[1] if self.calibrate else np.inf
